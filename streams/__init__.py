@@ -1,0 +1,1 @@
+"""Kafka backbone: schema registry, Avro codec, producer SDK, topics, Faust app and dead letters."""
