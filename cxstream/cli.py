@@ -23,7 +23,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("cxstream.bench.cli:bench", "Run a benchmark and write bench-results/NAME.json."),
     "topics": ("streams.cli:topics", "Create or update the Kafka topics."),
     "schemas": ("schemas.cli:schemas", "List schemas and check their compatibility."),
-    "registry": ("streams.cli:registry", "Serve or sync the schema registry."),
+    "registry": ("streams.registry_server:registry", "Serve or sync the schema registry."),
+    "db": ("sinks.clickhouse.cli:db", "Apply ClickHouse migrations, show status, drop old data."),
+    "sink": ("sinks.clickhouse.cli:sink", "Run the ClickHouse sink (Kafka -> ClickHouse)."),
 }
 
 
