@@ -13,7 +13,18 @@ import click
 from cxstream.bench.machine import describe_machine
 from cxstream.settings import PROJECT_ROOT, load_settings
 
-BENCHMARKS = ("produce", "codec", "sink", "profiles", "api", "sla", "security", "reco", "pipeline")
+BENCHMARKS = (
+    "produce",
+    "codec",
+    "sink",
+    "profiles",
+    "api",
+    "sla",
+    "security",
+    "reco",
+    "pipeline",
+    "simulate",
+)
 
 
 def _parse_option(raw: str) -> tuple[str, Any]:
