@@ -34,6 +34,15 @@ class KafkaSettings(_Section):
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
+    #: producer SDK tuning, chosen with ``cxstream bench produce`` (streams/producer.py)
+    producer_linger_ms: float = Field(default=5.0, ge=0)
+    producer_batch_bytes: int = Field(default=1_000_000, ge=1024)
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    #: local producer queue; when full, produce() blocks until deliveries free room
+    producer_queue_messages: int = Field(default=100_000, ge=1)
+    #: retention of the input event topics and of the dead-letter topic (streams/topics.py)
+    input_retention_ms: int = Field(default=7 * 86_400_000, ge=-1)
+    dlq_retention_ms: int = Field(default=30 * 86_400_000, ge=-1)
 
 
 class RegistrySettings(_Section):
@@ -41,6 +50,15 @@ class RegistrySettings(_Section):
     url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    #: TLS: verify the registry's certificate (against ``ssl_cafile`` when set)
+    ssl_verify: bool = True
+    ssl_cafile: Path | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    #: how long the newest version of a subject is cached (ids are cached for good)
+    latest_cache_seconds: float = Field(default=300.0, ge=0)
+    #: ``cxstream registry serve`` (streams/registry_server.py)
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=18081, ge=0, le=65535)
 
 
 class RedisSettings(_Section):
@@ -61,6 +79,24 @@ class ClickHouseSettings(_Section):
     secure: bool = False
     ca_certs: Path | None = None
     chdb_path: Path = PROJECT_ROOT / ".cxstream" / "chdb"
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: one insert or query; a batch insert must finish well inside Kafka's max.poll.interval.ms
+    query_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: ClickHouse sink (sinks/clickhouse/sink.py): a batch is inserted when either limit is hit
+    sink_group_id: str = "cxstream-clickhouse-sink"
+    #: static group membership (Kafka group.instance.id): a restarted sink with the same id
+    #: takes its partitions back at once instead of after the session timeout
+    sink_instance_id: str | None = None
+    sink_batch_max_rows: int = Field(default=20_000, ge=1)
+    sink_batch_max_seconds: float = Field(default=0.5, gt=0)
+    #: backoff while ClickHouse is unreachable (consumption is paused meanwhile)
+    sink_retry_initial_seconds: float = Field(default=0.2, gt=0)
+    sink_retry_max_seconds: float = Field(default=10.0, gt=0)
+    #: retention by dropping whole partitions (sinks/clickhouse/retention.py); 0 keeps forever
+    retention_raw_days: int = Field(default=400, ge=0)
+    retention_minute_rollup_days: int = Field(default=35, ge=0)
+    retention_hour_rollup_days: int = Field(default=400, ge=0)
+    retention_day_rollup_days: int = Field(default=0, ge=0)
 
 
 class StackSettings(_Section):
@@ -75,6 +111,8 @@ class StackSettings(_Section):
     clickhouse_port: int = 19000
     clickhouse_http_port: int = 18123
     start_timeout_seconds: float = 90.0
+    #: SIGTERM grace period before ``cxstream stack down`` sends SIGKILL
+    stop_timeout_seconds: float = 30.0
 
 
 class WorkerSettings(_Section):
@@ -87,6 +125,8 @@ class WorkerSettings(_Section):
     #: how many events an agent takes from a partition at once (amortises Faust's per-event cost)
     batch_size: int = Field(default=2000, ge=1)
     batch_timeout_seconds: float = Field(default=0.2, gt=0)
+    #: processors skip an event id seen again within this long (replays, client retries)
+    dedupe_window_seconds: float = Field(default=3600.0, gt=0)
 
 
 class PrivacySettings(_Section):

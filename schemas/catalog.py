@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -97,7 +98,7 @@ class SchemaCatalog:
         except KeyError as exc:
             raise SchemaError(f"unknown schema id {schema_id}") from exc
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[SchemaVersion]:
         for name in self.names():
             yield from self._by_name[name]
 
