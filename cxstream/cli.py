@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("streams.registry_server:registry", "Serve or sync the schema registry."),
     "db": ("sinks.clickhouse.cli:db", "Apply ClickHouse migrations, show status, drop old data."),
     "sink": ("sinks.clickhouse.cli:sink", "Run the ClickHouse sink (Kafka -> ClickHouse)."),
+    "dashboards": ("dashboards.cli:dashboards", "Build the Grafana boards or push them."),
 }
 
 
