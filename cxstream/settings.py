@@ -127,6 +127,11 @@ class WorkerSettings(_Section):
     batch_timeout_seconds: float = Field(default=0.2, gt=0)
     #: processors skip an event id seen again within this long (replays, client retries)
     dedupe_window_seconds: float = Field(default=3600.0, gt=0)
+    #: a worker that stops heart-beating this long is dropped from the group and its
+    #: partitions are reassigned (Kafka's default; Faust's own is 60 s)
+    session_timeout_seconds: float = Field(default=45.0, ge=6)
+    #: how often consumed offsets are committed (Faust's default); a crash replays at most this
+    commit_interval_seconds: float = Field(default=2.8, gt=0)
 
 
 class PrivacySettings(_Section):
@@ -134,6 +139,19 @@ class PrivacySettings(_Section):
     pseudonym_key: SecretStr = SecretStr("cxstream-dev-only-pseudonym-key")
     #: store PII-marked fields in clear text in sinks (off by default)
     store_pii_in_clear: bool = False
+
+
+class GrafanaSettings(_Section):
+    """Where ``cxstream dashboards push`` upserts the boards (dashboards/push.py)."""
+
+    url: str = "http://127.0.0.1:3000"
+    #: a Grafana service-account token with the Editor role (sent as a Bearer token)
+    token: SecretStr | None = None
+    #: folder title; its uid is derived from it, so re-pushing finds the same folder
+    folder: str = "cxstream"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    #: TLS: verify Grafana's certificate
+    verify_tls: bool = True
 
 
 class Settings(BaseSettings):
@@ -152,6 +170,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     worker: WorkerSettings = WorkerSettings()
     privacy: PrivacySettings = PrivacySettings()
+    grafana: GrafanaSettings = GrafanaSettings()
     #: largest encoded event accepted anywhere (producer, ingest, consumers send larger to DLQ)
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: str = "INFO"

@@ -1,0 +1,192 @@
+"""Faust app factory: ``create_app(settings, processors=[...])``.
+
+There is no module-level app: each worker builds one from its settings, and feature modules
+(processors) attach batch agents, tables and web views in ``register(app, context)``. Topics
+carry raw bytes (``value_serializer="raw"``) and are decoded with our Avro codec through
+:mod:`streams.batching`, so undecodable bytes go to the dead-letter topic instead of crashing
+or being silently skipped by Faust. ``context.batch_agent`` is the fast path (whole fetched
+batches per partition); ``context.batches`` wraps a regular Faust agent stream.
+
+Web views of a worker: ``GET /v1/stats`` (every processor's stats and the dead-letter counts)
+plus the processors' own (``GET /v1/stats/channels``).
+
+Faust is imported inside the functions: importing it parses argv and touches the event loop,
+which must not happen when the CLI only lists its commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cxstream.settings import Settings
+from streams.batching import (
+    BatchDecoder,
+    BatchHandler,
+    BatchLane,
+    Check,
+    InputEvent,
+    batches,
+    install_batch_lanes,
+)
+from streams.codec import AvroCodec, build_codec
+from streams.dlq import DLQ_TOPIC, DeadLetterCounts, DeadLetterQueue, faust_sender
+from streams.kafka_config import faust_broker_settings
+from streams.topics import DLQ_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    import faust
+
+
+@dataclass
+class AppContext:
+    """What processors get besides the app: settings, codec, dead letters, helpers."""
+
+    settings: Settings
+    codec: AvroCodec
+    dead_letters: DeadLetterQueue
+    #: processor name -> a callable returning its stats for /v1/stats and metrics
+    stats: dict[str, Any] = field(default_factory=dict)
+    app: Any = None
+    #: topic name -> batch lane (filled by :meth:`batch_agent`, read by the consumer)
+    lanes: dict[str, BatchLane] = field(default_factory=dict)
+
+    def topic(self, name: str, **kwargs: Any) -> faust.TopicT:
+        """The Faust topic of event type ``name`` carrying raw bytes (we decode ourselves)."""
+        return self.app.topic(
+            self.settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            # the topic is created by `cxstream topics apply` with its retention and configs
+            **kwargs,
+        )
+
+    def batch_agent(
+        self,
+        name: str,
+        handler: BatchHandler,
+        *,
+        step: str,
+        check: Check | None = None,
+        expect: str | Iterable[str] | None = None,
+    ) -> BatchLane:
+        """Run ``handler(batch)`` on every fetched batch of event type ``name``'s topic.
+
+        The fast path (see :mod:`streams.batching`): no Faust stream per event; the consumer
+        passes each partition's fetched messages, decoded and checked (bad ones dead-lettered),
+        and acks them once ``handler`` returned. Faust tables can be written in ``handler`` under
+        :func:`streams.batching.acting_for`.
+        """
+        topic = self.topic(name)
+        # subscribing is what an agent would do for its topic; the lane replaces the agent
+        self.app.topics.add(topic)
+        decoder = BatchDecoder(
+            self.codec, self.dead_letters, expect=expect or name, step=step, check=check
+        )
+        lane = BatchLane(decoder, handler)
+        for topic_name in topic.topics:
+            self.lanes[topic_name] = lane
+        return lane
+
+    def batches(
+        self,
+        stream: Any,
+        *,
+        expect: str | Iterable[str],
+        step: str,
+        check: Check | None = None,
+        size: int | None = None,
+        within: float | None = None,
+    ) -> AsyncIterator[list[InputEvent]]:
+        """Decoded, checked batches of ``stream``; bad messages go to the dead letters."""
+        decoder = BatchDecoder(self.codec, self.dead_letters, expect=expect, step=step, check=check)
+        worker = self.settings.worker
+        return batches(
+            stream,
+            decoder,
+            size=size or worker.batch_size,
+            within=within or worker.batch_timeout_seconds,
+        )
+
+
+class Processor(Protocol):
+    """A processor module (or object) attaches its agents, tables and views to the app."""
+
+    def register(self, app: faust.App, context: AppContext) -> None: ...
+
+
+def create_app(
+    settings: Settings,
+    *,
+    processors: Sequence[Processor] = (),
+    codec: AvroCodec | None = None,
+    **overrides: Any,
+) -> faust.App:
+    """A Faust app wired to ``settings`` with ``processors`` registered on it.
+
+    ``overrides`` are passed to ``faust.App`` last (tests use them for short intervals).
+    """
+    import faust
+
+    worker = settings.worker
+    codec = codec or build_codec(settings)
+    config: dict[str, Any] = {
+        **faust_broker_settings(settings),
+        "store": worker.store,
+        "datadir": str(worker.data_dir / worker.app_id),
+        "web_enabled": True,
+        "web_host": worker.web_host,
+        "web_port": worker.web_port,
+        "web_bind": worker.web_host,
+        "topic_partitions": settings.kafka.partitions,
+        "topic_replication_factor": settings.kafka.replication_factor,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        # a new consumer group starts at the beginning of retained events, not at the end
+        "consumer_auto_offset_reset": "earliest",
+        # the dead-letter producer must take the largest input message plus its headers
+        "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
+        "producer_acks": -1,
+        "producer_compression_type": _aiokafka_compression(settings),
+        "broker_session_timeout": worker.session_timeout_seconds,
+        "broker_commit_interval": worker.commit_interval_seconds,
+        "broker_heartbeat_interval": min(3.0, worker.session_timeout_seconds / 3),
+        "autodiscover": False,
+        "version": 1,
+    }
+    config.update(overrides)
+    # Faust creates only the last level of its datadir
+    worker.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(worker.app_id, **config)
+    counts = DeadLetterCounts()
+    context = AppContext(
+        settings=settings,
+        codec=codec,
+        dead_letters=DeadLetterQueue(settings.topic(DLQ_TOPIC), faust_sender(app), counts),
+        app=app,
+        lanes=install_batch_lanes(app),
+    )
+    context.stats["dead_letters"] = counts.snapshot
+    for processor in processors:
+        processor.register(app, context)
+    _register_stats_view(app, context)
+    return app
+
+
+def _register_stats_view(app: faust.App, context: AppContext) -> None:
+    from faust.web import Request, Response, View
+
+    @app.page("/v1/stats")
+    class Stats(View):
+        """Every processor's stats (and the dead-letter counts) of this worker."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({name: get() for name, get in context.stats.items()})
+
+
+def _aiokafka_compression(settings: Settings) -> str | None:
+    compression = settings.kafka.producer_compression
+    return None if compression == "none" else compression
