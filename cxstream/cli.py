@@ -73,3 +73,7 @@ def main() -> None:
     except CxStreamError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,918 @@
+"""The ClickHouse sink: Kafka event topics -> raw tables (and, through materialized views, the
+KPI rollups), with no loss and no duplicates.
+
+A plain confluent-kafka consumer group (``enable.auto.commit=False``), not Faust: a sink needs
+no tables or agents, and consuming whole batches is many times faster than Faust's per-event path.
+
+How a batch goes:
+
+1. ``consume()`` until ``sink_batch_max_rows`` messages or ``sink_batch_max_seconds`` passed.
+2. Each message is decoded with :class:`~streams.codec.AvroCodec` and turned into a row of its
+   event type's table (:mod:`sinks.clickhouse.rows`). Bytes that do not decode, and values no
+   column can hold, go to the dead-letter topic with the headers of :mod:`streams.dlq`.
+   Messages of the dead-letter topic itself become rows of ``dead_letter``.
+3. Rows whose offsets already landed are dropped (the fence, below), then one columnar
+   INSERT per table. A block ClickHouse rejects is bisected until the rejected
+   rows are isolated; they go to the dead-letter topic with the server's error (reason
+   ``clickhouse_rejected``) and the rest lands.
+4. Dead letters are flushed and acknowledged, then offsets are committed: only after
+   ClickHouse acknowledged every insert of the batch.
+
+No duplicates. The deduplication identity of a row is its Kafka ``(topic, partition,
+offset)``. Every INSERT also writes, through a materialized view in the same statement, the
+offsets it carried to ``sink_offsets``. Before the first insert for a newly assigned partition,
+and before every retry (an insert can succeed on the server and still fail here), the sink reads
+which offsets at or after its position already landed and skips them. So a replay after a
+crash, a rebalance or a retried batch never inserts a row twice, and the SummingMergeTree
+rollups (which would count a re-inserted row twice) stay exact. A retry reuses the batch
+already built, so it carries the same identity. On top of that the raw tables are
+ReplacingMergeTree by ``event_id`` (queried with FINAL), which also collapses an event that a
+producer re-sent under a new offset (the count rollups cannot see those; see the migrations).
+ClickHouse's own insert deduplication is not used: on 18.16 it needs Replicated tables, and an
+``ALTER ... DELETE`` does not clear its checksums (BRIEF §4).
+
+No loss, bounded memory. While ClickHouse is unreachable the sink keeps the batch in the worker
+and the one built meanwhile (nothing more), pauses every assigned partition
+(``consumer.pause``) so nothing more is fetched, retries with exponential backoff
+(``sink_retry_initial_seconds`` doubling up to ``sink_retry_max_seconds``) while still polling
+so it stays in the group, and resumes by itself once the batch is in.
+Partitions revoked meanwhile are dropped from the batch, uncommitted, for their new owner.
+
+Threads: the thread calling :meth:`ClickHouseSink.run` consumes, decodes and builds the next
+batch while one worker thread inserts the previous one, so ClickHouse's processing (materialized
+views included) overlaps with consumption; offsets are still committed in order, by the
+consuming thread, once the worker reports its batch delivered. A rebalance waits for the batch
+in the worker (and commits it while the partitions are still ours) before the new owner reads
+the fence.
+
+Defaults (``cxstream bench sink --opt sweep=true``, 2 cores, Kafka 4.1, ClickHouse 18.16):
+``sink_batch_max_rows=20000`` (2000: 25k events/s, 5000: 46k, 20000: 55k, 50000: 54k) and
+``sink_batch_max_seconds=0.5`` (a batch is never older than that before its insert starts).
+
+Telemetry: each acknowledged batch adds one row per source topic to ``sink_batches`` (rows,
+fenced replays, dead letters, attempts, insert and batch latency, delay from ``occurred_at``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from cxstream.errors import DecodeError, ServiceError
+from cxstream.settings import Settings
+from sinks.clickhouse.backend import ClickHouseBackend, make_backend
+from sinks.clickhouse.errors import (
+    ClickHouseError,
+    ClickHouseRejectedError,
+    ClickHouseUnavailableError,
+)
+from sinks.clickhouse.migrations import migrate
+from sinks.clickhouse.rows import (
+    DEAD_LETTER_COLUMNS,
+    Origin,
+    RowBuilder,
+    TableBatch,
+    dead_letter_row,
+)
+from streams.codec import AvroCodec
+from streams.dlq import DLQ_TOPIC, H_ERROR_REASON, DeadLetter, SourceMessage, build_dead_letter
+from streams.kafka_config import confluent_config
+from streams.registry import EmbeddedRegistry
+
+log = logging.getLogger(__name__)
+
+STEP = "clickhouse_sink"
+DEAD_LETTER_TABLE = "dead_letter"
+TopicKey = tuple[str, int]
+_BATCH_COLUMNS = (
+    "at", "at_ms", "group_id", "worker", "target", "rows", "fenced_rows", "dead_letters",
+    "attempts", "insert_ms", "batch_ms", "delay_ms_max", "delay_ms_sum",
+)  # fmt: skip
+
+
+@dataclass
+class SinkStats:
+    """Counters since the sink started (what a benchmark or a health check reports)."""
+
+    consumed: int = 0
+    inserted: int = 0
+    fenced: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    retries: int = 0
+    commits: int = 0
+    paused_seconds: float = 0.0
+    by_table: dict[str, int] = field(default_factory=dict)
+
+
+class Fence:
+    """Offsets already in ClickHouse at or after this sink's position, per partition.
+
+    Stored as sorted disjoint ``[first, last]`` ranges: inserted blocks are almost always
+    contiguous runs of offsets, so even a fence over a long history stays small.
+    """
+
+    def __init__(self) -> None:
+        self._starts: dict[TopicKey, list[int]] = {}
+        self._ends: dict[TopicKey, list[int]] = {}
+
+    def clear(self, key: TopicKey) -> None:
+        self._starts.pop(key, None)
+        self._ends.pop(key, None)
+
+    def add(self, key: TopicKey, ranges: Iterable[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        existing = zip(self._starts.get(key, ()), self._ends.get(key, ()), strict=True)
+        for first, last in sorted([*existing, *ranges]):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        if merged:
+            self._starts[key] = [r[0] for r in merged]
+            self._ends[key] = [r[1] for r in merged]
+
+    def __contains__(self, item: tuple[str, int, int]) -> bool:
+        topic, partition, offset = item
+        starts = self._starts.get((topic, partition))
+        if not starts:
+            return False
+        i = bisect_right(starts, offset) - 1
+        return i >= 0 and offset <= self._ends[(topic, partition)][i]
+
+    def forget_below(self, key: TopicKey, offset: int) -> None:
+        """Drop ranges wholly before ``offset`` (committed: they cannot come back)."""
+        starts, ends = self._starts.get(key), self._ends.get(key)
+        if not starts or not ends:
+            return
+        keep = [i for i, end in enumerate(ends) if end >= offset]
+        self._starts[key] = [starts[i] for i in keep]
+        self._ends[key] = [ends[i] for i in keep]
+
+    def keys(self) -> set[TopicKey]:
+        """Partitions with at least one fenced range."""
+        return {key for key, starts in self._starts.items() if starts}
+
+    def ranges(self, key: TopicKey) -> list[tuple[int, int]]:
+        return list(zip(self._starts.get(key, ()), self._ends.get(key, ()), strict=True))
+
+
+def load_fence(
+    backend: ClickHouseBackend, positions: dict[TopicKey, int]
+) -> dict[TopicKey, list[tuple[int, int]]]:
+    """Ranges of offsets ``>= positions[key]`` that ``sink_offsets`` says already landed."""
+    ranges: dict[TopicKey, list[tuple[int, int]]] = {key: [] for key in positions}
+    if not positions:
+        return ranges
+    conditions = " OR ".join(
+        f"(topic = %(t{i})s AND kafka_partition = {int(p)} AND last_offset >= {int(o)})"
+        for i, ((_, p), o) in enumerate(positions.items())
+    )
+    params = {f"t{i}": topic for i, (topic, _) in enumerate(positions)}
+    rows = backend.query(
+        "SELECT topic, kafka_partition, first_offset, last_offset, "
+        "if(rows = last_offset - first_offset + 1, emptyArrayUInt64(), offsets) "
+        f"FROM {backend.database}.sink_offsets WHERE {conditions}",
+        params,
+    )
+    for topic, partition, first, last, offsets in rows:
+        key = (str(topic), int(partition))
+        if offsets:  # a block with gaps (dead letters in between): its exact offsets
+            ranges[key].extend((int(o), int(o)) for o in offsets)
+        else:
+            ranges[key].append((int(first), int(last)))
+    return {key: sorted(found) for key, found in ranges.items()}
+
+
+def insert_bisecting(
+    backend: ClickHouseBackend, batch: TableBatch
+) -> list[tuple[Origin, ClickHouseRejectedError]]:
+    """Insert ``batch``; rows ClickHouse rejects are isolated by halving and returned.
+
+    :class:`ClickHouseUnavailableError` propagates: the caller retries (after re-fencing, since
+    halves inserted before the failure are in).
+    """
+    if not len(batch):
+        return []
+    try:
+        backend.insert(batch.table, batch.columns, batch.data)
+        return []
+    except ClickHouseRejectedError as exc:
+        if len(batch) == 1:
+            return [(batch.origins[0], exc)]
+        middle = len(batch) // 2
+        rejected = insert_bisecting(backend, batch.subset(range(middle)))
+        return rejected + insert_bisecting(backend, batch.subset(range(middle, len(batch))))
+
+
+def _good_messages(
+    messages: Sequence[Message], on_error: Callable[[Message], bool]
+) -> list[Message]:
+    good = [m for m in messages if m.error() is None]
+    if len(good) != len(messages):
+        for m in messages:
+            if m.error() is not None:
+                on_error(m)
+    return good
+
+
+def _key(message: Message) -> TopicKey:
+    return (message.topic() or "", message.partition() or 0)
+
+
+@dataclass
+class _TopicFigures:
+    rows: int = 0
+    fenced: int = 0
+    dead_letters: int = 0
+    occurred_min_ms: int | None = None
+    occurred_sum_ms: int = 0
+    timed: int = 0
+
+    def saw_event(self, occurred_ms: int) -> None:
+        self.timed += 1
+        self.occurred_sum_ms += occurred_ms
+        if self.occurred_min_ms is None or occurred_ms < self.occurred_min_ms:
+            self.occurred_min_ms = occurred_ms
+
+
+@dataclass
+class _Batch:
+    """One batch: its messages and, once built, its rows per table and its dead letters."""
+
+    messages: list[Message] = field(default_factory=list)
+    started: float = 0.0
+    #: per partition: the lowest and highest offset of the batch (filled by ``_build``)
+    bounds: dict[TopicKey, list[int]] = field(default_factory=dict)
+    tables: dict[str, TableBatch] | None = None
+    inserted: set[str] = field(default_factory=set)
+    dead: list[DeadLetter] = field(default_factory=list)
+    figures: dict[str, _TopicFigures] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def add(self, messages: Sequence[Message]) -> None:
+        if messages and not self.messages:
+            self.started = time.monotonic()
+        self.messages.extend(messages)
+
+    def topic(self, name: str) -> _TopicFigures:
+        figures = self.figures.get(name)
+        if figures is None:
+            figures = self.figures[name] = _TopicFigures()
+        return figures
+
+    def drop_partitions(self, revoked: set[TopicKey]) -> None:
+        self.messages = [m for m in self.messages if _key(m) not in revoked]
+        for key in revoked:
+            self.bounds.pop(key, None)
+        if self.tables is not None:
+            for name, batch in self.tables.items():
+                keep = [
+                    i for i, o in enumerate(batch.origins) if (o.topic, o.partition) not in revoked
+                ]
+                self.tables[name] = batch.subset(keep)
+
+
+@dataclass
+class _Inflight:
+    """A batch handed to the insert worker, and how its delivery went."""
+
+    batch: _Batch
+    done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+    #: the worker is backing off after a failure (ClickHouse or the dead-letter topic is down)
+    retrying: bool = False
+    #: give up (stop, or a rebalance took partitions away): the batch is left uncommitted
+    abandon: bool = False
+    attempts: int = 0
+    insert_ms: float = 0.0
+    #: an unexpected failure: the sink stops rather than commit past this batch
+    error: BaseException | None = None
+
+
+class ClickHouseSink:
+    """Consumes the event topics into ClickHouse; the module docstring states the guarantees.
+
+    Two threads: the caller of :meth:`run` consumes, decodes and builds the next batch while a
+    worker thread inserts the previous one (so ClickHouse's own processing overlaps with
+    consumption), delivers its dead letters and records its telemetry; offsets are committed
+    by the consuming thread once the worker reports the batch delivered. At most one batch is in
+    the worker and one is being built.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: ClickHouseBackend,
+        *,
+        topics: Sequence[str] | None = None,
+        codec: AvroCodec | None = None,
+        rows: RowBuilder | None = None,
+        consumer_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ch = settings.clickhouse
+        #: used by the insert worker only (a connection is not shared between threads)
+        self.backend = backend
+        self.codec = codec or AvroCodec(
+            EmbeddedRegistry(), max_event_bytes=settings.max_event_bytes
+        )
+        self.rows = rows or RowBuilder(settings)
+        self.dlq_topic = settings.topic(DLQ_TOPIC)
+        self.topics = list(topics) if topics is not None else default_topics(settings, self.rows)
+        self.stats = SinkStats()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._consumer_config = consumer_config or {}
+        self._lock = threading.Lock()  # guards the fence between the two threads
+        self._fence = Fence()
+        #: partitions whose fence is loaded since they were (re)assigned
+        self._fenced: set[TopicKey] = set()
+        self._assigned: set[TopicKey] = set()
+        self._revoked: set[TopicKey] = set()
+        self._held: list[Message] = []
+        self._building = _Batch()
+        self._ready: _Batch | None = None
+        self._inflight: _Inflight | None = None
+        self._queue: queue.Queue[_Inflight | None] = queue.Queue(maxsize=1)
+        self._paused = False
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._dlq_errors: list[str] = []
+
+    @property
+    def buffered(self) -> int:
+        """Messages the sink holds outside Kafka (bounded: about two batches)."""
+        inflight = self._inflight
+        ready = self._ready
+        return (
+            len(self._building)
+            + len(self._held)
+            + (len(ready) if ready is not None else 0)
+            + (len(inflight.batch) if inflight is not None else 0)
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    # -- Kafka clients -------------------------------------------------------------------------
+
+    def consumer_config(self) -> dict[str, Any]:
+        static = {"group.instance.id": self.ch.sink_instance_id} if self.ch.sink_instance_id else {}
+        return confluent_config(
+            self.settings,
+            **{
+                "group.id": self.ch.sink_group_id,
+                **static,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                # bounds what librdkafka prefetches while the sink is paused or slow
+                "queued.max.messages.kbytes": 65536,
+                "fetch.max.bytes": 32 * 1024 * 1024,
+                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                **self._consumer_config,
+            },
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        with self._lock:
+            for key in keys:
+                self._fence.clear(key)
+            self._fenced -= keys
+        self._assigned |= keys
+        self._revoked -= keys
+        if self._paused:  # still in an outage: fetch nothing new for these either
+            consumer.assign(partitions)
+            consumer.pause(partitions)
+        log.info("assigned %d partitions", len(keys))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        # the batch in the worker may hold rows of these partitions: let it finish (and commit
+        # it while they are still ours) or, if it is stuck retrying, abandon it, before the new
+        # owner reads the fence
+        inflight = self._inflight
+        if inflight is not None:
+            if inflight.retrying:
+                inflight.abandon = True
+                inflight.wake.set()
+            inflight.done.wait()
+            self._finish(inflight)
+        self._assigned -= keys
+        self._revoked |= keys
+        with self._lock:
+            self._fenced -= keys
+            for key in keys:
+                self._fence.clear(key)
+        log.info("revoked %d partitions", len(keys))
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def run(self, stop_event: threading.Event) -> SinkStats:
+        """Consume until ``stop_event`` is set; the batches in hand are delivered first."""
+        consumer = self._consumer = Consumer(self.consumer_config(), logger=log)
+        self._producer = Producer(
+            confluent_config(self.settings, **{"enable.idempotence": True, "acks": "all"}),
+            logger=log,
+        )
+        worker = threading.Thread(target=self._work, name="clickhouse-sink-insert", daemon=True)
+        worker.start()
+        consumer.subscribe(
+            self.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        max_rows, max_wait = self.ch.sink_batch_max_rows, self.ch.sink_batch_max_seconds
+        try:
+            while not stop_event.is_set():
+                inflight = self._inflight
+                if inflight is not None and inflight.done.is_set():
+                    # commit a delivered batch now, not when the next one is handed off:
+                    # an idle stream must not leave its last batch uncommitted
+                    self._finish(inflight)
+                batch = self._building
+                if self._held:
+                    batch.add(self._held)
+                    self._held = []
+                left = max_wait if not batch else batch.started + max_wait - time.monotonic()
+                messages = consumer.consume(
+                    num_messages=max(1, max_rows - len(batch)), timeout=max(0.0, left)
+                )
+                batch.add(_good_messages(messages, self._kafka_error))
+                self._drop_revoked(batch)
+                if batch and (
+                    len(batch) >= max_rows or time.monotonic() - batch.started >= max_wait
+                ):
+                    self._handoff(batch, stop_event)
+            batch = self._building
+            batch.add(self._held)
+            self._held = []
+            if batch:
+                self._handoff(batch, stop_event)
+            self._await_inflight(stop_event)
+        finally:
+            self._queue.put(None)
+            worker.join(self.ch.query_timeout_seconds + 10)
+            self._building = _Batch()
+            self._producer.flush(10)
+            consumer.close()
+        return self.stats
+
+    def _kafka_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.fatal():
+            raise ServiceError(f"Kafka consumer failed: {error}")
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("Kafka consumer: %s", error)
+        return True
+
+    def _drop_revoked(self, batch: _Batch) -> None:
+        if self._revoked:
+            batch.drop_partitions(self._revoked)
+            self._revoked.clear()
+
+    def _handoff(self, batch: _Batch, stop_event: threading.Event) -> None:
+        """Build ``batch``, wait until the worker is free (committing its batch), hand it over."""
+        self.stats.consumed += len(batch)
+        self._build(batch)
+        self._ready, self._building = batch, _Batch()
+        delivered = self._await_inflight(stop_event)
+        self._drop_revoked(batch)  # a rebalance while waiting
+        self._ready = None
+        if not delivered and stop_event.is_set():
+            # the previous batch was given up: never commit a later one past it
+            return
+        if not batch:
+            return
+        inflight = self._inflight = _Inflight(batch)
+        self._queue.put(inflight)
+
+    def _await_inflight(self, stop_event: threading.Event) -> bool:
+        """Block until the worker's batch is delivered (or abandoned), then commit it.
+
+        A normal insert finishes in well under a second, so this just waits. If it takes
+        longer (ClickHouse unreachable or slow), consumption is paused and the consumer polled
+        meanwhile, so the group keeps us and nothing more is fetched: that is the backpressure.
+        """
+        inflight = self._inflight
+        if inflight is None:
+            return True
+        paused_since: float | None = None
+        while not inflight.done.wait(0.05 if paused_since is None else 0.0):
+            if stop_event.is_set() and inflight.retrying:
+                inflight.abandon = True
+                inflight.wake.set()
+            if paused_since is None and (inflight.retrying or inflight.attempts > 1):
+                paused_since = time.monotonic()
+                self._pause()
+            if paused_since is not None:
+                self._poll_while_paused(0.2)
+        if paused_since is not None:
+            self.stats.paused_seconds += time.monotonic() - paused_since
+            self._resume()
+        self._finish(inflight)
+        return inflight.ok
+
+    def _finish(self, inflight: _Inflight) -> None:
+        """Commit a delivered batch once (called by the consuming thread)."""
+        if self._inflight is not inflight:
+            return
+        self._inflight = None
+        if inflight.error is not None:
+            raise ServiceError(
+                f"the ClickHouse sink stopped on an unexpected error (batch left uncommitted, "
+                f"it will be replayed): {inflight.error!r}"
+            ) from inflight.error
+        if inflight.ok:
+            self._commit(inflight.batch)
+            self.stats.batches += 1
+
+    def _poll_while_paused(self, seconds: float) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            time.sleep(seconds)
+            return
+        message = consumer.poll(seconds)
+        if message is not None and not self._kafka_error(message):
+            # fetched just before the pause took effect: the position is past it, keep it
+            self._held.append(message)
+
+    # -- the insert worker ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (inflight := self._queue.get()) is not None:
+            try:
+                self._deliver(inflight)
+            except Exception as exc:  # reported to the consuming thread, which stops
+                log.exception("ClickHouse sink worker failed on a batch")
+                inflight.error = exc
+            finally:
+                inflight.done.set()
+
+    def _deliver(self, inflight: _Inflight) -> None:
+        """Insert and dead-letter one batch, retrying with backoff until it is in (or given up)."""
+        batch = inflight.batch
+        delay = self.ch.sink_retry_initial_seconds
+        while True:
+            inflight.attempts += 1
+            try:
+                started = time.monotonic()
+                self._process(batch, retry=inflight.attempts > 1)
+                inflight.insert_ms = (time.monotonic() - started) * 1000
+                self._send_dead_letters(batch)
+                inflight.ok = True
+                inflight.retrying = False
+                self._record(batch, inflight.attempts, inflight.insert_ms)
+                return
+            except ClickHouseUnavailableError as exc:
+                if inflight.abandon:
+                    log.warning("batch abandoned unacknowledged (%s); it will be replayed", exc)
+                    return
+                inflight.retrying = True
+                self.stats.retries += 1
+                log.warning(
+                    "ClickHouse unavailable (attempt %d, next in %.1f s): %s",
+                    inflight.attempts,
+                    delay,
+                    exc,
+                )
+                inflight.wake.wait(delay)
+                if inflight.abandon:
+                    log.warning("batch abandoned unacknowledged; it will be replayed")
+                    return
+                delay = min(delay * 2, self.ch.sink_retry_max_seconds)
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def process(self, messages: Sequence[Message]) -> list[DeadLetter]:
+        """The ClickHouse half of one batch, in this thread and without Kafka.
+
+        Decodes, fences, inserts; returns the dead letters the caller must deliver before
+        committing. Raises :class:`ClickHouseUnavailableError` when ClickHouse cannot take the
+        batch (call again with the same messages: what landed meanwhile is fenced).
+        """
+        batch = _Batch()
+        batch.add(list(messages))
+        self.stats.consumed += len(batch)
+        self._build(batch)
+        # always ask ClickHouse what landed: the caller may be retrying a failed call
+        self._process(batch, retry=True)
+        return batch.dead
+
+    def _process(self, batch: _Batch, *, retry: bool) -> None:
+        """Fence then insert (worker thread): rows that already landed are skipped."""
+        newly_fenced = self._ensure_fence(batch)
+        if retry or newly_fenced:
+            self._skip_landed(batch, reload=retry)
+        self._insert(batch)
+
+    def _build(self, batch: _Batch) -> None:
+        """Decode the batch and build its columns per table (dead letters for what fails)."""
+        tables: dict[str, TableBatch] = {}
+        ingest_time = int(time.time())
+        decode, known, dlq_topic = self.codec.decode, self.rows.tables, self.dlq_topic
+        bounds = batch.bounds
+        # per event type: records and their coordinates as parallel lists (no per-row objects)
+        grouped: dict[str, tuple[list[Any], list[str], list[int], list[int], list[int]]] = {}
+        topic: str
+        partition: int
+        offset: int
+        for message in batch.messages:
+            # consumed messages always have all three (the stubs say Optional)
+            topic, partition, offset = message.topic(), message.partition(), message.offset()  # type: ignore[assignment]
+            key = (topic, partition)
+            bound = bounds.get(key)
+            if bound is None:
+                bounds[key] = [offset, offset]
+            elif offset > bound[1]:
+                bound[1] = offset
+            elif offset < bound[0]:
+                bound[0] = offset
+            if topic == dlq_topic:
+                self._dead_letter_row(tables, message, ingest_time)
+                batch.topic(topic).rows += 1
+                continue
+            try:
+                event = decode(message.value())  # type: ignore[arg-type]  # None: truncated
+                if event.name not in known:
+                    raise DecodeError(f"event type {event.name!r} has no table", reason="no_table")
+            except DecodeError as exc:
+                batch.dead.append(self._letter(message, exc, exc.reason))
+                batch.topic(topic).dead_letters += 1
+                continue
+            group = grouped.get(event.name)
+            if group is None:
+                group = grouped[event.name] = ([], [], [], [], [])
+            group[0].append(event.record)
+            group[1].append(topic)
+            group[2].append(partition)
+            group[3].append(offset)
+            group[4].append(event.schema_id)
+        for name, (records, topics, partitions, offsets, schema_ids) in grouped.items():
+            table, unstorable = self.rows.build_columns(
+                name, records, topics, partitions, offsets, schema_ids, ingest_time
+            )
+            for index, error in unstorable:
+                message = _message(batch, Origin(topics[index], partitions[index], offsets[index]))
+                batch.dead.append(self._letter(message, error, "unstorable"))
+                batch.topic(topics[index]).dead_letters += 1
+            tables[name] = table
+            self._count_rows(batch, table)
+        batch.tables = tables
+
+    def _count_rows(self, batch: _Batch, table: TableBatch) -> None:
+        """Rows and ``occurred_at`` figures per source topic (one topic per table, usually)."""
+        if not len(table):
+            return
+        occurred = table.column("occurred_at_ms")
+        topics = table.column("kafka_topic")
+        if topics[0] == topics[-1] and len(set(topics)) == 1:
+            figures = batch.topic(topics[0])
+            figures.rows += len(table)
+            figures.timed += len(occurred)
+            figures.occurred_sum_ms += sum(occurred)
+            low = min(occurred)
+            if figures.occurred_min_ms is None or low < figures.occurred_min_ms:
+                figures.occurred_min_ms = low
+            return
+        for topic, occurred_ms in zip(topics, occurred, strict=True):
+            figures = batch.topic(topic)
+            figures.rows += 1
+            figures.saw_event(occurred_ms)
+
+    def _dead_letter_row(
+        self, tables: dict[str, TableBatch], message: Message, ingest_time: int
+    ) -> None:
+        source = SourceMessage.from_confluent(message)
+        origin = Origin(source.topic, source.partition, source.offset)
+        values = dead_letter_row(
+            source.headers,
+            source.timestamp_ms,
+            len(source.value or b""),
+            origin,
+            ingest_time,
+            keep_message=self.settings.privacy.store_pii_in_clear,
+        )
+        table = tables.get(DEAD_LETTER_TABLE)
+        if table is None:
+            table = tables[DEAD_LETTER_TABLE] = TableBatch(DEAD_LETTER_TABLE, DEAD_LETTER_COLUMNS)
+        table.append(values)
+
+    def _insert(self, batch: _Batch) -> None:
+        assert batch.tables is not None
+        for name, table in batch.tables.items():
+            if name in batch.inserted:
+                continue
+            rejected = insert_bisecting(self.backend, table)
+            for origin, error in rejected:
+                if origin.topic == self.dlq_topic:  # never dead-letter a dead letter (loop)
+                    log.error("dead letter %s:%d@%d not stored: %s", *_coords(origin), error)
+                    continue
+                batch.dead.append(
+                    self._letter(_message(batch, origin), error, "clickhouse_rejected")
+                )
+                batch.topic(origin.topic).dead_letters += 1
+                batch.topic(origin.topic).rows -= 1
+            # a retry after a later table failed must not insert this one again
+            batch.inserted.add(name)
+            landed = len(table) - len(rejected)
+            self.stats.inserted += landed
+            self.stats.by_table[name] = self.stats.by_table.get(name, 0) + landed
+
+    def _ensure_fence(self, batch: _Batch) -> bool:
+        """Load the fence of partitions first seen since their assignment; True if the batch
+        has partitions with fenced offsets (so rows may have to be skipped)."""
+        keys = set(batch.bounds)
+        with self._lock:
+            positions = {k: b[0] for k, b in batch.bounds.items() if k not in self._fenced}
+        loaded = load_fence(self.backend, positions)
+        with self._lock:
+            for key, ranges in loaded.items():
+                self._fence.add(key, ranges)
+                self._fenced.add(key)
+            return bool(keys & self._fence.keys())
+
+    def _skip_landed(self, batch: _Batch, *, reload: bool) -> None:
+        """Drop rows whose offsets already landed; with ``reload``, ask ClickHouse again first
+        (before a retry: a failed attempt may have landed after all)."""
+        assert batch.tables is not None
+        pending = {n: t for n, t in batch.tables.items() if n not in batch.inserted}
+        if reload:
+            positions: dict[TopicKey, int] = {}
+            for table in pending.values():
+                for origin in table.origins:
+                    key = (origin.topic, origin.partition)
+                    positions[key] = min(origin.offset, positions.get(key, origin.offset))
+            loaded = load_fence(self.backend, positions)
+            with self._lock:
+                for key, ranges in loaded.items():
+                    self._fence.add(key, ranges)
+        with self._lock:
+            fence = self._fence
+            for name, table in pending.items():
+                keep = [
+                    i
+                    for i, o in enumerate(table.origins)
+                    if (o.topic, o.partition, o.offset) not in fence
+                ]
+                if len(keep) == len(table):
+                    continue
+                for i in set(range(len(table))) - set(keep):
+                    figures = batch.topic(table.origins[i].topic)
+                    figures.fenced += 1
+                    figures.rows -= 1
+                self.stats.fenced += len(table) - len(keep)
+                batch.tables[name] = table.subset(keep)
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    def _letter(self, message: Message, error: Exception, reason: str) -> DeadLetter:
+        letter = build_dead_letter(
+            self.dlq_topic, SourceMessage.from_confluent(message), error, step=STEP
+        )
+        headers = [(k, reason.encode() if k == H_ERROR_REASON else v) for k, v in letter.headers]
+        return replace(letter, headers=headers, reason=reason)
+
+    def _send_dead_letters(self, batch: _Batch) -> None:
+        if not batch.dead:
+            return
+        producer = self._producer
+        if producer is None:
+            raise ServiceError("the sink's dead-letter producer is not running")
+        self._dlq_errors = []
+        for letter in batch.dead:
+            producer.produce(
+                letter.topic,
+                value=letter.value,
+                key=letter.key,
+                headers=list(letter.headers),
+                on_delivery=self._on_dlq_delivery,
+            )
+            producer.poll(0)
+        remaining = producer.flush(30)
+        if remaining or self._dlq_errors:
+            # not acknowledged: retried like an outage (inserted tables are not inserted again)
+            raise ClickHouseUnavailableError(
+                f"dead-letter topic {self.dlq_topic}: {remaining} undelivered, "
+                f"errors: {self._dlq_errors[:3]}"
+            )
+        self.stats.dead_letters += len(batch.dead)
+        batch.dead = []
+
+    def _on_dlq_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._dlq_errors.append(str(error))
+
+    # -- offsets, backpressure -----------------------------------------------------------------
+
+    def _commit(self, batch: _Batch) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = [
+            TopicPartition(topic, partition, bound[1] + 1)
+            for (topic, partition), bound in batch.bounds.items()
+            if (topic, partition) in self._assigned
+        ]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+            self.stats.commits += 1
+        except KafkaException as exc:  # the rows are in ClickHouse and fenced for a replay
+            log.warning("offset commit failed (rows are stored and fenced): %s", exc)
+        with self._lock:
+            for tp in offsets:
+                self._fence.forget_below((tp.topic, tp.partition), tp.offset)
+
+    def _pause(self) -> None:
+        consumer = self._consumer
+        if consumer is not None and (assignment := consumer.assignment()):
+            consumer.pause(assignment)
+        self._paused = True
+        log.warning("consumption paused until ClickHouse takes the batch in hand")
+
+    def _resume(self) -> None:
+        consumer = self._consumer
+        if consumer is not None and (assignment := consumer.assignment()):
+            consumer.resume(assignment)
+        self._paused = False
+        log.info("ClickHouse took the batch; consumption resumed")
+
+    # -- telemetry -----------------------------------------------------------------------------
+
+    def _record(self, batch: _Batch, attempts: int, insert_ms: float) -> None:
+        now_ms = int(time.time() * 1000)
+        batch_ms = int((time.monotonic() - batch.started) * 1000)
+        data: list[list[Any]] = [[] for _ in _BATCH_COLUMNS]
+        for topic, f in sorted(batch.figures.items()):
+            delay_max = max(0, now_ms - f.occurred_min_ms) if f.occurred_min_ms is not None else 0
+            delay_sum = max(0, f.timed * now_ms - f.occurred_sum_ms)
+            values = (
+                now_ms // 1000, now_ms, self.ch.sink_group_id, self.worker, topic, max(f.rows, 0),
+                f.fenced, f.dead_letters, attempts, int(insert_ms), batch_ms, delay_max, delay_sum,
+            )  # fmt: skip
+            for column, value in zip(data, values, strict=True):
+                column.append(value)
+        if not data[0]:
+            return
+        try:
+            self.backend.insert("sink_batches", _BATCH_COLUMNS, data)
+        except ClickHouseError as exc:  # telemetry only: never hold the data up for it
+            log.warning("could not record batch telemetry: %s", exc)
+
+
+def _coords(origin: Origin) -> tuple[str, int, int]:
+    return origin.topic, origin.partition, origin.offset
+
+
+def _message(batch: _Batch, origin: Origin) -> Message:
+    for message in batch.messages:
+        if (message.topic(), message.partition(), message.offset()) == _coords(origin):
+            return message
+    raise KeyError(f"no message {origin} in the batch")
+
+
+def default_topics(settings: Settings, rows: RowBuilder) -> list[str]:
+    """Every event topic with a table, plus the dead-letter topic (for the pipeline board)."""
+    return [settings.topic(name) for name in sorted(rows.tables)] + [settings.topic(DLQ_TOPIC)]
+
+
+def run_sink(
+    settings: Settings,
+    stop_event: threading.Event,
+    *,
+    on_ready: Callable[[ClickHouseSink], None] | None = None,
+) -> SinkStats:
+    """Migrate, then run the sink until ``stop_event`` is set (the ``cxstream sink`` command)."""
+    backend = make_backend(settings)
+    try:
+        report = migrate(backend)
+        if report.changed:
+            log.info(
+                "migrations: applied %s, columns added %s", report.applied, report.columns_added
+            )
+        sink = ClickHouseSink(settings, backend)
+        if on_ready is not None:
+            on_ready(sink)
+        return sink.run(stop_event)
+    finally:
+        backend.close()
