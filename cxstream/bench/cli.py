@@ -24,6 +24,7 @@ BENCHMARKS = (
     "reco",
     "pipeline",
     "simulate",
+    "stack",
 )
 
 
