@@ -4,13 +4,16 @@ Figures (events/s, all on one topic of ``settings.kafka.partitions`` partitions)
 
 - ``sdk``: ``EventProducer.produce`` (validate + encode + key + send) until every event is
   acknowledged by the broker (``flush``), the number frontends get;
+- ``sdk_many``: ``EventProducer.produce_many`` (the same work, validated and encoded all first,
+  then handed over with ``produce_batch``) in calls of ``many_chunk`` (10000) events, to its own
+  topic, also until every event is acknowledged;
 - ``encode_only``: ``codec.encode`` alone (how much of the SDK's cost is the codec);
 - ``send_only``: the SDK sending pre-encoded bytes (``produce_encoded``), i.e. the Kafka side;
 - ``raw_consume_decode``: confluent-kafka consume + ``codec.decode`` of the same events, the raw
   reference a consumer can at best reach on this machine.
 
-Options: ``events`` (200000), ``linger_ms``, ``compression``, ``batch_bytes`` (override the
-settings for a sweep), ``keep_topic`` (false).
+Options: ``events`` (200000), ``many_chunk`` (10000), ``linger_ms``, ``compression``,
+``batch_bytes`` (override the settings for a sweep), ``keep_topic`` (false).
 """
 
 from __future__ import annotations
@@ -80,14 +83,18 @@ def run(settings: Settings, events: int = 200_000, **options: Any) -> dict[str, 
     records = sample_events(events)
     topic = settings.topic(EVENT)
     send_topic = settings.topic(f"{EVENT}-send-only")
+    many_topic = settings.topic(f"{EVENT}-many")
     specs = [
         TopicSpec(name, settings.kafka.partitions, settings.kafka.replication_factor)
-        for name in (topic, send_topic)
+        for name in (topic, send_topic, many_topic)
     ]
     ensure_topics(settings, specs)
     try:
         encode_rate = _encode_rate(codec, records[: min(events, 50_000)])
         sdk = _sdk_rate(settings, codec, records)
+        many = _sdk_many_rate(
+            settings, codec, many_topic, records, int(options.get("many_chunk", 10_000))
+        )
         encoded = [codec.encode(EVENT, r) for r in records]
         send = _send_rate(settings, codec, send_topic, encoded)
         raw = _consume_decode_rate(settings, codec, topic, events)
@@ -100,10 +107,15 @@ def run(settings: Settings, events: int = 200_000, **options: Any) -> dict[str, 
         "sdk_events_per_s": sdk["rate"],
         "sdk_seconds": sdk["seconds"],
         "sdk_delivered": sdk["delivered"],
+        "sdk_many_events_per_s": many["rate"],
+        "sdk_many_seconds": many["seconds"],
+        "sdk_many_delivered": many["delivered"],
         "encode_only_events_per_s": encode_rate,
         "send_only_events_per_s": send,
         "raw_consume_decode_events_per_s": raw,
         "sdk_vs_raw_consume_decode": round(sdk["rate"] / raw, 3),
+        "sdk_many_vs_raw_consume_decode": round(many["rate"] / raw, 3),
+        "sdk_many_vs_sdk": round(many["rate"] / sdk["rate"], 3),
         "target_sdk_events_per_s": 100_000,
         "settings": {
             "bootstrap_servers": settings.kafka.bootstrap_servers,
@@ -130,6 +142,28 @@ def _sdk_rate(
     started = time.perf_counter()
     for record in records:
         producer.produce(EVENT, record)
+    producer.flush(120)
+    seconds = time.perf_counter() - started
+    producer.close()
+    return {
+        "rate": round(len(records) / seconds),
+        "seconds": round(seconds, 3),
+        "delivered": producer.delivered - 1,  # minus the warm-up event
+    }
+
+
+def _sdk_many_rate(
+    settings: Settings,
+    codec: AvroCodec,
+    topic: str,
+    records: list[dict[str, Any]],
+    chunk: int,
+) -> dict[str, Any]:
+    producer = EventProducer(settings, codec)
+    _warm_up(producer, topic)
+    started = time.perf_counter()
+    for start in range(0, len(records), chunk):
+        producer.produce_many(EVENT, records[start : start + chunk], topic=topic)
     producer.flush(120)
     seconds = time.perf_counter() - started
     producer.close()

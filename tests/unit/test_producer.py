@@ -124,3 +124,43 @@ def test_context_manager_flushes_and_closes(settings: Settings) -> None:
     assert sdk.failed == 1
     with pytest.raises(ServiceError, match="closed"):
         sdk.produce(EVENT, sample_events(1)[0])
+
+
+def test_produce_many_validates_everything_before_queueing_anything(settings: Settings) -> None:
+    sdk = producer(settings)
+    records = sample_events(10, seed=5)
+    records[6] = records[6] | {"duration_ms": "long"}
+    with pytest.raises(ValidationError) as caught:
+        sdk.produce_many(EVENT, records)
+    assert caught.value.field == "duration_ms"
+    assert any("record 6" in note for note in caught.value.__notes__)
+    assert sdk.produced == 0
+    assert sdk.in_flight == 0
+    sdk.close(timeout=1)
+
+
+def test_produce_many_waits_for_room_and_reports_every_failure(settings: Settings) -> None:
+    # room for 5 events: produce_batch refuses the rest, which are retried until queued
+    sdk = producer(settings, **{"queue.buffering.max.messages": 5, "message.timeout.ms": 300})
+    records = sample_events(20, seed=6)
+    assert sdk.produce_many(EVENT, records) == 20
+    assert sdk.produced == 20
+    with pytest.raises(DeliveryError) as caught:
+        sdk.flush(10)
+    assert sdk.failed == 20
+    assert {r.event_id for r in caught.value.failed} == {r["event_id"] for r in records}
+
+
+def test_failures_are_reported_without_a_callback_too(settings: Settings) -> None:
+    # no on_delivery: librdkafka reports failures only; counts stay exact after flush
+    sdk = EventProducer(
+        settings, build_codec(settings), config={"message.timeout.ms": 500, "log_level": 0}
+    )
+    records = sample_events(4, seed=8)
+    sdk.produce(EVENT, records[0])
+    sdk.produce_many(EVENT, records[1:])
+    with pytest.raises(DeliveryError) as caught:
+        sdk.flush(10)
+    assert (sdk.produced, sdk.failed, sdk.delivered, sdk.in_flight) == (4, 4, 0, 0)
+    assert {r.event_id for r in caught.value.failed} == {r["event_id"] for r in records}
+    sdk.close(timeout=1)
