@@ -256,17 +256,21 @@ def _reactions_per_list(time_key: str = "") -> str:
     key = f"{time_key} AS time, " if time_key else ""
     group = "time, " if time_key else ""
     return (
-        f"SELECT {key}recommendation_id, countIf(action = 'impression') AS shown, "
-        "countIf(action = 'click') AS clicked, countIf(action = 'convert') AS converted "
-        "FROM recommendation_feedback FINAL WHERE $__timeFilter(occurred_at) "
+        # distinct event ids instead of FINAL: the same answer for re-sent events, and FINAL
+        # over this table made the 30-day panels take ~1.3 s on 18.16 (bench boards)
+        f"SELECT {key}recommendation_id, uniqExactIf(event_id, action = 'impression') AS shown, "
+        "uniqExactIf(event_id, action = 'click') AS clicked, "
+        "uniqExactIf(event_id, action = 'convert') AS converted "
+        "FROM recommendation_feedback WHERE $__timeFilter(occurred_at) "
         f"AND {var_in('channel', 'channel')} GROUP BY {group}recommendation_id"
     )
 
 
-# lists are computed before their feedback: look a day further back for them
+# lists are computed before their feedback: look a day further back for them; any() gives the
+# same attributes with or without re-sent duplicates, so no FINAL
 _LISTS = (
     "SELECT recommendation_id, any(policy) AS list_policy, any(model_version) AS list_model, "
-    "any(explored) AS list_explored FROM recommendation FINAL "
+    "any(explored) AS list_explored FROM recommendation "
     "WHERE occurred_at >= $__fromTime - 86400 AND occurred_at <= $__toTime "
     "GROUP BY recommendation_id"
 )

@@ -25,6 +25,7 @@ BENCHMARKS = (
     "pipeline",
     "simulate",
     "stack",
+    "boards",
 )
 
 
