@@ -15,19 +15,42 @@ Figures:
   message to the last, so consumer-group joins do not count.
 - ``batch_sweep`` (option ``sweep=true``): the sink's rate per ``sink_batch_max_rows``, how the
   default was chosen.
+- ``latency`` (issue 3: "at 10k events/s sustained, p99 delay from produce to queryable <= 2 s";
+  option ``latency``, default true; ``latency=only`` runs just this part): the real consuming
+  sink (:class:`ClickHouseSink` in a thread, its own fresh database, group and topic) while the
+  producer SDK sends ``rate`` (10000) events/s for ``duration`` (30) s, rate-limited in ticks
+  of ``tick_ms`` (10) ms. Every ``sample_every``-th (50th) event is tracked: its send time
+  (just before ``EventProducer.produce``), its Kafka ack (delivery report) and the start of the
+  first poll (every ``poll_ms``, 100 ms, ``WHERE event_id IN (pending)``) that sees it in
+  ``channel_interaction``. Reported: p50/p95/p99/max of produce -> queryable and of its two
+  parts (produce -> Kafka ack, ack -> queryable), the achieved rate, events lost (produced but
+  not stored) and the sink's batches from its ``sink_batches`` telemetry. A poll sees what
+  landed before it started, so a delay is over by at most one poll interval plus the query.
+  ``latency_batch_seconds`` / ``latency_batch_rows`` override the sink's batch settings for
+  this part only (default: the settings'). ``latency_alt``: the same with
+  ``sink_batch_max_seconds`` = ``latency_alt_batch_seconds`` (0.25; 0 skips it). The sink
+  runs as ``cxstream sink`` in a subprocess, as deployed (``sink=thread``: in this process,
+  sharing the GIL with the producer and the poller, which costs it about 0.2 s of p99).
 
 The server is ``clickhouse.host`` or, when unset, the local stack's (127.0.0.1:
 ``stack.clickhouse_port``). Options: ``rows`` (300000), ``events`` (200000),
 ``insert_batch_rows`` (50000), ``connections`` (2), ``batch_rows`` (the sink's, default from
-settings), ``sweep``.
+settings), ``sweep``, ``latency`` and the latency options above.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -42,7 +65,7 @@ from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.testing import sample_events
 from streams.codec import AvroCodec
 from streams.kafka_config import confluent_config
-from streams.producer import EventProducer
+from streams.producer import DeliveryReport, EventProducer
 from streams.registry import EmbeddedRegistry
 from streams.topics import TopicSpec, delete_topics, ensure_topics
 
@@ -56,6 +79,8 @@ def _settings(settings: Settings, run_id: str, options: dict[str, Any]) -> Setti
         update.update(host="127.0.0.1", port=settings.stack.clickhouse_port)
     if "batch_rows" in options:
         update["sink_batch_max_rows"] = int(options["batch_rows"])
+    if "batch_seconds" in options:
+        update["sink_batch_max_seconds"] = float(options["batch_seconds"])
     return settings.model_copy(
         update={
             "clickhouse": ch.model_copy(update=update),
@@ -240,9 +265,314 @@ def _drop_group(settings: Settings) -> None:
             future.result(timeout=30)
 
 
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    """Nearest-rank p50/p95/p99 and max, in ms (``None`` when there is nothing to rank)."""
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    ranked = sorted(values)
+
+    def rank(q: float) -> float:
+        return round(ranked[max(0, math.ceil(q * len(ranked)) - 1)] * 1000, 1)
+
+    return {
+        "p50_ms": rank(0.50),
+        "p95_ms": rank(0.95),
+        "p99_ms": rank(0.99),
+        "max_ms": round(ranked[-1] * 1000, 1),
+    }
+
+
+class _Visibility:
+    """Polls ClickHouse for tracked event ids; notes the start of the first poll seeing each."""
+
+    def __init__(self, backend: ServerBackend, table: str, interval: float) -> None:
+        self.backend, self.table, self.interval = backend, table, interval
+        #: (event id, send time) in send order, appended by the producing thread
+        self.tracked: list[tuple[str, float]] = []
+        self.seen: dict[str, float] = {}
+        self.polls = 0
+        self.query_seconds: list[float] = []
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+
+    def poll_once(self) -> None:
+        known = len(self.tracked)
+        pending = [i for i, _ in self.tracked[:known] if i not in self.seen]
+        if not pending:
+            return
+        ids = ",".join(f"'{i}'" for i in pending)  # our own uuid4 strings: nothing to escape
+        started = time.perf_counter()
+        rows = self.backend.query(f"SELECT event_id FROM {self.table} WHERE event_id IN ({ids})")
+        self.query_seconds.append(time.perf_counter() - started)
+        self.polls += 1
+        for (event_id,) in rows:
+            self.seen.setdefault(str(event_id), started)
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                tick = time.perf_counter()
+                self.poll_once()
+                self.stop.wait(max(0.0, self.interval - (time.perf_counter() - tick)))
+        except BaseException as exc:
+            self.errors.append(exc)
+
+
+class _SinkRunner:
+    """The sink under test: :class:`ClickHouseSink` in a thread of this process (default) or
+    ``cxstream sink`` as a subprocess (``sink=process``: its own interpreter, as deployed; it
+    subscribes to every event topic of the bench's prefix, only one of which exists)."""
+
+    def __init__(self, settings: Settings, backend: ServerBackend, topic: str, mode: str) -> None:
+        self.settings, self.backend, self.topic, self.mode = settings, backend, topic, mode
+        self.stop_event = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread: threading.Thread | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        # the subprocess's output (for the error message if it dies), closed by stop()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def start(self) -> None:
+        if self.mode == "process":
+            ch, kafka = self.settings.clickhouse, self.settings.kafka
+            env = os.environ | {
+                "CX_CLICKHOUSE__HOST": str(ch.host),
+                "CX_CLICKHOUSE__PORT": str(ch.port),
+                "CX_CLICKHOUSE__DATABASE": ch.database,
+                "CX_CLICKHOUSE__SINK_GROUP_ID": ch.sink_group_id,
+                "CX_CLICKHOUSE__SINK_BATCH_MAX_ROWS": str(ch.sink_batch_max_rows),
+                "CX_CLICKHOUSE__SINK_BATCH_MAX_SECONDS": str(ch.sink_batch_max_seconds),
+                "CX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "CX_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+            }
+            command = Path(sys.executable).with_name("cxstream")
+            self.process = subprocess.Popen(
+                [str(command), "sink"], env=env, stdout=self.log, stderr=subprocess.STDOUT
+            )
+            return
+        sink = ClickHouseSink(self.settings, self.backend, topics=[self.topic])
+
+        def work() -> None:
+            try:
+                sink.run(self.stop_event)
+            except BaseException as exc:
+                self.errors.append(exc)
+
+        self.thread = threading.Thread(target=work, name="bench-sink", daemon=True)
+        self.thread.start()
+
+    def check(self) -> None:
+        """Raise if the sink died."""
+        if self.errors:
+            raise ServiceError(f"sink failed: {self.errors[0]!r}") from self.errors[0]
+        if self.process is not None and self.process.poll() is not None:
+            self.log.seek(0)
+            tail = self.log.read()[-2000:].decode(errors="replace")
+            raise ServiceError(f"cxstream sink exited with {self.process.returncode}: {tail}")
+
+    def stop(self) -> None:
+        """Stop the sink, delivering what it holds (idempotent)."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(60)
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        self.log.close()
+
+
+def latency_figures(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """Produce -> queryable delay through the running sink at a steady rate (module docstring)."""
+    rate = float(options.get("rate", 10_000))
+    duration = float(options.get("duration", 30))
+    tick = float(options.get("tick_ms", 10)) / 1000
+    every = max(1, int(options.get("sample_every", 50)))
+    interval = float(options.get("poll_ms", 100)) / 1000
+    drain = float(options.get("drain_seconds", 30))
+    ch = settings.clickhouse
+    update: dict[str, Any] = {}
+    if "latency_batch_seconds" in options:
+        update["sink_batch_max_seconds"] = float(options["latency_batch_seconds"])
+    if "latency_batch_rows" in options:
+        update["sink_batch_max_rows"] = int(options["latency_batch_rows"])
+    settings = settings.model_copy(update={"clickhouse": ch.model_copy(update=update)})
+    ch = settings.clickhouse
+    topic = settings.topic(EVENT)
+    count = int(rate * duration)
+    start_ms = int(time.time() * 1000)
+    records = [r for _, r in sample_events(count, seed=11, names=[EVENT], start_ms=start_ms)]
+    for record in records:
+        record["event_id"] = str(uuid.uuid4())
+
+    ensure_topics(
+        settings, [TopicSpec(topic, settings.kafka.partitions, settings.kafka.replication_factor)]
+    )
+    backend = ServerBackend(settings)
+    poll_backend = ServerBackend(settings)
+    runner = _SinkRunner(settings, backend, topic, str(options.get("sink", "process")))
+    watcher = _Visibility(poll_backend, f"{backend.database}.{EVENT}", interval)
+    watch_thread = threading.Thread(target=watcher.run, name="bench-visibility", daemon=True)
+    acks: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
+
+    def on_delivery(report: DeliveryReport) -> None:
+        if report.ok and report.event_id in sent_at:
+            acks[report.event_id] = time.perf_counter()
+
+    try:
+        migrate(backend)
+        runner.start()
+        with EventProducer(
+            settings, AvroCodec(EmbeddedRegistry()), on_delivery=on_delivery
+        ) as producer:
+            # warm-up, not measured: until an event is queryable the group has joined and the
+            # partitions are assigned and fenced
+            warm = [r for _, r in sample_events(100, seed=12, names=[EVENT], start_ms=start_ms)]
+            warmups, deadline = 0, time.monotonic() + 90
+            warm_ids: list[str] = []
+            while True:
+                runner.check()
+                if time.monotonic() > deadline:
+                    raise ServiceError("latency benchmark: no warm-up event queryable in 90 s")
+                record = dict(warm[warmups % len(warm)], event_id=str(uuid.uuid4()))
+                producer.produce(EVENT, record)
+                producer.flush(10)
+                warmups += 1
+                warm_ids.append(record["event_id"])
+                ids = ",".join(f"'{i}'" for i in warm_ids)
+                found = poll_backend.query(
+                    f"SELECT count() FROM {watcher.table} WHERE event_id IN ({ids})"
+                )[0][0]
+                if found:
+                    break
+                time.sleep(0.2)
+            time.sleep(1.0)  # let the warm-up batches commit; the sink idles at its batch wait
+            watch_thread.start()
+
+            produce = producer.produce
+            tracked = watcher.tracked
+            now = time.perf_counter
+            sent, behind = 0, 0.0
+            first = now()
+            next_tick = first
+            while sent < count:
+                due = min(count, int((now() - first) * rate) + 1)
+                behind = max(behind, (due - sent) / rate)
+                while sent < due:
+                    record = records[sent]
+                    record["occurred_at"] = int(time.time() * 1000)
+                    if sent % every == 0:
+                        event_id = record["event_id"]
+                        stamp = now()
+                        sent_at[event_id] = stamp
+                        produce(EVENT, record)
+                        tracked.append((event_id, stamp))
+                    else:
+                        produce(EVENT, record)
+                    sent += 1
+                next_tick += tick
+                # serve delivery reports (ack times) until the next tick
+                while (left := next_tick - now()) > 0:
+                    producer.poll(left)
+            last = now()
+            producer.flush(60)
+            delivered, failed = producer.delivered, producer.failed
+
+        drain_deadline = time.monotonic() + drain
+        while len(watcher.seen) < len(tracked) and time.monotonic() < drain_deadline:
+            runner.check()
+            if watcher.errors:
+                break
+            time.sleep(0.1)
+        watcher.stop.set()
+        watch_thread.join(30)
+        if watcher.errors:
+            raise ServiceError(f"visibility poller failed: {watcher.errors[0]!r}")
+        # the sink has taken everything it will take: stop it (delivering what it holds)
+        runner.check()
+        runner.stop()
+
+        db = backend.database
+        stored, unique = backend.query(f"SELECT count(), uniqExact(event_id) FROM {db}.{EVENT}")[0]
+        batches = backend.query(
+            "SELECT rows, insert_ms, batch_ms, delay_ms_max FROM "
+            f"{db}.sink_batches WHERE target = %(t)s ORDER BY at_ms",
+            {"t": topic},
+        )
+    finally:
+        watcher.stop.set()
+        runner.stop()
+        with contextlib.suppress(Exception):
+            backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
+        backend.close()
+        poll_backend.close()
+        delete_topics(settings, [topic])
+        _drop_group(settings)
+
+    total = count + warmups
+    delays = [watcher.seen[i] - t for i, t in tracked if i in watcher.seen]
+    to_ack = [acks[i] - t for i, t in tracked if i in acks]
+    seen = watcher.seen
+    ack_to_query = [seen[i] - acks[i] for i, _ in tracked if i in acks and i in seen]
+    # the warm-up batches are tiny and early: batch figures cover the steady part
+    steady = [b for b in batches if b[0] > 1] or batches
+    p99 = _percentiles(delays)["p99_ms"]
+    return {
+        "target_rate_events_per_s": round(rate),
+        "duration_s": duration,
+        "events": count,
+        "achieved_rate_events_per_s": round((count - 1) / (last - first)) if count > 1 else 0,
+        "max_behind_schedule_ms": round(behind * 1000, 1),
+        "delivered": delivered,
+        "delivery_failed": failed,
+        "tracked": len(tracked),
+        "tracked_seen": len(delays),
+        "events_lost": total - int(unique),
+        "duplicates": int(stored) - int(unique),
+        "produce_to_queryable": _percentiles(delays),
+        "produce_to_kafka_ack": _percentiles(to_ack),
+        "kafka_ack_to_queryable": _percentiles(ack_to_query),
+        "poll_interval_ms": round(interval * 1000),
+        "poll_query": _percentiles(watcher.query_seconds),
+        "sink_batches": {
+            "batches": len(steady),
+            "rows_avg": round(sum(b[0] for b in steady) / len(steady)) if steady else 0,
+            "rows_max": max((b[0] for b in steady), default=0),
+            "batch_ms": _percentiles([b[2] / 1000 for b in steady]),
+            "insert_ms": _percentiles([b[1] / 1000 for b in steady]),
+            "delay_ms_max": _percentiles([b[3] / 1000 for b in steady]),
+        },
+        "sink": runner.mode,
+        "sink_batch_max_rows": ch.sink_batch_max_rows,
+        "sink_batch_max_seconds": ch.sink_batch_max_seconds,
+        "target_p99_ms": 2000,
+        "met": p99 is not None and p99 <= 2000 and total == int(unique),
+    }
+
+
+def _latency_parts(settings: Settings, run_id: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``latency`` with the sink's settings and, unless ``latency_alt_batch_seconds`` is 0,
+    ``latency_alt`` with ``sink_batch_max_seconds`` at that value (0.25 by default: a batch
+    window then really lasts about 0.5 s, see ``ClickHouseSink.run``)."""
+    parts = {"latency": latency_figures(_settings(settings, f"{run_id}lat", {}), options)}
+    alt = float(options.get("latency_alt_batch_seconds", 0.25))
+    if alt > 0:
+        trial = _settings(settings, f"{run_id}alt", {})
+        parts["latency_alt"] = latency_figures(trial, {**options, "latency_batch_seconds": alt})
+    return parts
+
+
 def run(settings: Settings, **options: Any) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     settings = _settings(settings, run_id, options)
+    latency = options.get("latency", True)
+    if latency == "only":
+        return _latency_parts(settings, run_id, options)
     rows = int(options.get("rows", 300_000))
     events = int(options.get("events", 200_000))
     size = int(options.get("insert_batch_rows", 50_000))
@@ -272,6 +602,8 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
     }
     if sweep:
         figures["batch_sweep_events_per_s"] = sweep
+    if latency not in (False, "false"):
+        figures.update(_latency_parts(settings, run_id, options))
     ch = settings.clickhouse
     figures["targets"] = {
         "insert_rows_per_s": 200_000,
@@ -279,6 +611,9 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
         "insert_met": figures["insert"]["insert_rows_per_s"] >= 200_000,
         "sink_met": figures["sink"]["sink_vs_raw"] >= 0.5,
     }
+    if "latency" in figures:
+        figures["targets"]["latency_p99_ms"] = 2000
+        figures["targets"]["latency_met"] = figures["latency"]["met"]
     figures["settings"] = {
         "clickhouse": f"{ch.host}:{ch.port}",
         "kafka": settings.kafka.bootstrap_servers,
