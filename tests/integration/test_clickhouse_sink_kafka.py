@@ -9,7 +9,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -47,7 +46,7 @@ from streams.kafka_config import confluent_config
 from streams.producer import EventProducer
 from streams.registry import EmbeddedRegistry
 from streams.topics import delete_topics, ensure_topics, platform_topics
-from tests.support.services import LocalStack
+from tests.support.services import LocalStack, free_port
 from tests.unit.test_clickhouse_contract import kpi_events, measured_kpis
 
 pytestmark = pytest.mark.integration
@@ -289,10 +288,6 @@ def test_a_row_clickhouse_rejects_goes_to_the_dlq_and_the_rest_lands(env: Settin
 # -- ClickHouse outages and crashes of the sink: on a private server, so nobody else is hit -----
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -301,7 +296,7 @@ def private_clickhouse(local_stack: LocalStack, tmp_path: Path) -> Iterator[Sett
     from cxstream.stack import manager
 
     name = f"t{uuid.uuid4().hex[:10]}"
-    port = _free_port()
+    port = free_port()
     base = local_stack.settings
     settings = base.model_copy(
         update={
@@ -309,7 +304,7 @@ def private_clickhouse(local_stack: LocalStack, tmp_path: Path) -> Iterator[Sett
                 update={
                     "home": tmp_path / "stack",
                     "clickhouse_port": port,
-                    "clickhouse_http_port": _free_port(),
+                    "clickhouse_http_port": free_port(),
                 }
             ),
             "kafka": base.kafka.model_copy(update={"topic_prefix": name, "partitions": 2}),

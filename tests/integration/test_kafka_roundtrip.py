@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from streams.kafka_config import confluent_config
 from streams.producer import EventProducer
 from streams.topics import admin_client as make_admin
 from streams.topics import delete_topics, describe_topics, ensure_topics, platform_topics
-from tests.support.services import LocalStack
+from tests.support.services import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +40,6 @@ EVENT = "channel_interaction"
 CXSTREAM = str(Path(sys.executable).with_name("cxstream"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(name="settings")
@@ -59,7 +53,7 @@ def settings_fixture(local_stack: LocalStack, tmp_path: Path) -> Iterator[Settin
             "worker": base.worker.model_copy(
                 update={
                     "app_id": f"test-rt-app-{run}",
-                    "web_port": _free_port(),
+                    "web_port": free_port(),
                     "data_dir": tmp_path / "worker",
                 }
             ),

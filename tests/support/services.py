@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -90,3 +91,10 @@ def release_stack(stack: LocalStack) -> None:
     """Stop what :func:`ensure_stack` started (nothing if ``CX_TEST_KEEP_STACK`` is set)."""
     if stack.started and not os.environ.get(KEEP_ENV):
         manager.down(stack.settings, stack.started)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now (for servers tests start)."""
+    with socket.socket() as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])

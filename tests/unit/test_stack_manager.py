@@ -14,6 +14,7 @@ from cxstream.errors import ConfigurationError, ServiceError
 from cxstream.settings import Settings, StackSettings
 from cxstream.stack import manager, process
 from cxstream.stack.service import Service
+from tests.support.services import free_port
 
 # Listens on argv[2] after an optional delay and says "ok" to each client; argv[1] is its
 # "config file", the marker the stack uses to recognise its own process.
@@ -30,11 +31,6 @@ while True:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FakeService(Service):
@@ -80,8 +76,8 @@ class CrashingService(FakeService):
 def settings(tmp_path: Path) -> Settings:
     stack = StackSettings(
         home=tmp_path / "stack",
-        redis_port=_free_port(),
-        kafka_port=_free_port(),
+        redis_port=free_port(),
+        kafka_port=free_port(),
         start_timeout_seconds=20,
         stop_timeout_seconds=5,
     )
