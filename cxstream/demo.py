@@ -24,9 +24,6 @@ import click
 
 from cxstream.settings import Settings, load_settings
 
-#: the stream worker's processors and web view, the sink's name in logs
-_CHILDREN = ("worker", "sink")
-
 
 @dataclass
 class Child:
