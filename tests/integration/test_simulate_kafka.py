@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from cxstream.settings import Settings
 from cxstream.simulate import ListLabelSink, SimulationConfig, generate, parse_start
@@ -59,7 +59,17 @@ def _consume(settings: Settings, expected_total: int, timeout_s: float = 60.0) -
             },
         )
     )
-    consumer.subscribe([settings.topic(name) for name in INPUT_EVENTS])
+    # every partition assigned explicitly from the start: a group subscription can miss a
+    # partition of a just-created topic until its next metadata refresh (seen once in CI)
+    topics = [settings.topic(name) for name in INPUT_EVENTS]
+    metadata = consumer.list_topics(timeout=10)
+    consumer.assign(
+        [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in topics
+            for partition in metadata.topics[topic].partitions
+        ]
+    )
     messages: list[tuple] = []
     deadline = time.monotonic() + timeout_s
     try:
