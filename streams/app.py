@@ -16,7 +16,8 @@ which must not happen when the CLI only lists its commands.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,12 +28,14 @@ from streams.batching import (
     BatchLane,
     Check,
     InputEvent,
+    LaneHandler,
     batches,
     install_batch_lanes,
 )
 from streams.codec import AvroCodec, build_codec
 from streams.dlq import DLQ_TOPIC, DeadLetterCounts, DeadLetterQueue, faust_sender
 from streams.kafka_config import faust_broker_settings
+from streams.producer import partition_key
 from streams.topics import DLQ_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
@@ -51,6 +54,9 @@ class AppContext:
     app: Any = None
     #: topic name -> batch lane (filled by :meth:`batch_agent`, read by the consumer)
     lanes: dict[str, BatchLane] = field(default_factory=dict)
+    #: output event type -> events sent by :meth:`emit` (for stats and metrics)
+    emitted: dict[str, int] = field(default_factory=dict)
+    _routes: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     def topic(self, name: str, **kwargs: Any) -> faust.TopicT:
         """The Faust topic of event type ``name`` carrying raw bytes (we decode ourselves)."""
@@ -78,18 +84,53 @@ class AppContext:
         The fast path (see :mod:`streams.batching`): no Faust stream per event; the consumer
         passes each partition's fetched messages, decoded and checked (bad ones dead-lettered),
         and acks them once ``handler`` returned. Faust tables can be written in ``handler`` under
-        :func:`streams.batching.acting_for`.
+        :func:`streams.batching.acting_for`. Several processors may read the same event type:
+        the topic's lane decodes once and calls each handler with the events its check passed.
         """
+        expected = (expect,) if isinstance(expect, str) else tuple(expect or (name,))
+        lane_handler = LaneHandler(step, handler, check)
         topic = self.topic(name)
-        # subscribing is what an agent would do for its topic; the lane replaces the agent
-        self.app.topics.add(topic)
-        decoder = BatchDecoder(
-            self.codec, self.dead_letters, expect=expect or name, step=step, check=check
-        )
-        lane = BatchLane(decoder, handler)
-        for topic_name in topic.topics:
-            self.lanes[topic_name] = lane
+        topic_name = self.settings.topic(name)
+        lane = self.lanes.get(topic_name)
+        if lane is None:
+            # subscribing is what an agent would do for its topic; the lane replaces the agent
+            self.app.topics.add(topic)
+            decoder = BatchDecoder(self.codec, self.dead_letters, expect=expected, step=step)
+            lane = self.lanes[topic_name] = BatchLane(decoder)
+        lane.add(lane_handler, expected)
         return lane
+
+    async def emit(
+        self, name: str, record: Mapping[str, Any], *, key: str | None = None
+    ) -> Awaitable[Any]:
+        """Send an output event of type ``name``; returns its delivery future.
+
+        Validated and encoded with the codec (a bad record raises ``ValidationError`` before
+        anything is sent), keyed by the schema's partition key unless ``key`` is given. The
+        event is durable before the batch's offsets commit even if the future is not awaited:
+        Faust flushes its producer before every offset commit (see :mod:`streams.batching`);
+        await the futures (:meth:`delivered`) when the next step depends on the broker's ack.
+        """
+        route = self._routes.get(name)
+        if route is None:
+            fields = tuple(self.codec.registry.latest(name).partition_key)
+            route = self._routes[name] = (self.settings.topic(name), fields)
+        topic, fields = route
+        value = self.codec.encode(name, record)
+        if key is None:
+            key = partition_key(name, fields, record)
+        future = await self.app.producer.send(
+            topic, key.encode(), value, partition=None, timestamp=None, headers=None
+        )
+        self.emitted[name] = self.emitted.get(name, 0) + 1
+        return future
+
+    @staticmethod
+    async def delivered(futures: Iterable[Awaitable[Any]]) -> None:
+        """Wait until the broker acknowledged every future of :meth:`emit`."""
+        pending = list(futures)
+        if pending:
+            await asyncio.gather(*pending)
 
     def batches(
         self,
@@ -170,6 +211,7 @@ def create_app(
         lanes=install_batch_lanes(app),
     )
     context.stats["dead_letters"] = counts.snapshot
+    context.stats["emitted"] = lambda: dict(context.emitted)
     for processor in processors:
         processor.register(app, context)
     _register_stats_view(app, context)

@@ -34,7 +34,7 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cxstream.errors import DecodeError, ValidationError
@@ -136,6 +136,30 @@ class BatchDecoder:
         # the bad messages are acked with the batch: their dead letters must be durable first
         await self.dead_letters.delivered(pending)
         return good
+
+    async def checked(self, events: list[InputEvent], check: Check, step: str) -> list[InputEvent]:
+        """Events of ``events`` passing ``check``; the others are dead-lettered as ``step``."""
+        passed: list[InputEvent] = []
+        pending: list[Awaitable[Any]] = []
+        for event in events:
+            try:
+                check(DecodedEvent(event.name, event.record, event.schema_id))
+            except ValidationError as exc:
+                message = event.message
+                log.warning(
+                    "%s: %s[%d]@%d -> dead letters: %s",
+                    step,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    exc,
+                )
+                source = SourceMessage.from_faust(message)
+                pending.append(await self.dead_letters.send(source, exc, step=step))
+                continue
+            passed.append(event)
+        await self.dead_letters.delivered(pending)
+        return passed
 
 
 async def batches(
@@ -270,22 +294,52 @@ BatchHandler = Callable[[list[InputEvent]], Awaitable[None] | None]
 
 
 @dataclass
+class LaneHandler:
+    """One processor's share of a lane: its step name, its own check and its batch function."""
+
+    step: str
+    handler: BatchHandler
+    check: Check | None = None
+    #: events this handler applied (for stats)
+    applied: int = 0
+
+
+@dataclass
 class BatchLane:
-    """Decode, dead-letter, apply and ack one fetched batch of one partition."""
+    """Decode, dead-letter, apply and ack one fetched batch of one partition.
+
+    A topic has one lane per worker; every processor of the worker that reads the topic adds a
+    :class:`LaneHandler`. Messages are decoded once; each handler's check runs on its own, so an
+    event one processor rejects (dead-lettered under that processor's step) still reaches the
+    others. The batch is acked after every handler returned.
+    """
 
     decoder: BatchDecoder
-    handler: BatchHandler
-    #: events applied by this lane (for stats)
-    applied: int = 0
+    handlers: list[LaneHandler] = field(default_factory=list)
     batches: int = 0
+
+    @property
+    def applied(self) -> int:
+        """Events applied by the lane's handlers (summed over handlers)."""
+        return sum(handler.applied for handler in self.handlers)
+
+    def add(self, handler: LaneHandler, expect: Iterable[str]) -> None:
+        self.handlers.append(handler)
+        self.decoder.expect = self.decoder.expect | frozenset(expect)
 
     async def run(self, consumer: Any, messages: list[Any]) -> None:
         good = await self.decoder.decode(messages)
         if good:
-            result = self.handler(good)
-            if result is not None:
-                await result
-            self.applied += len(good)
+            for lane_handler in self.handlers:
+                events = good
+                if lane_handler.check is not None:
+                    events = await self.decoder.checked(good, lane_handler.check, lane_handler.step)
+                    if not events:
+                        continue
+                result = lane_handler.handler(events)
+                if result is not None:
+                    await result
+                lane_handler.applied += len(events)
         self.batches += 1
         # only now, after the effects and the dead letters, may the offsets move
         on_message_out = consumer.app.sensors.on_message_out

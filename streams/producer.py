@@ -82,6 +82,9 @@ def producer_tuning(settings: Settings) -> dict[str, Any]:
     return {
         "enable.idempotence": True,
         "acks": "all",
+        # Java's (and aiokafka's) partitioner: a key lands on the partition Faust's table
+        # routing computes for it, so web views can route a lookup to the owning worker
+        "partitioner": "murmur2_random",
         "linger.ms": kafka.producer_linger_ms,
         "batch.size": kafka.producer_batch_bytes,
         "compression.type": kafka.producer_compression,
