@@ -13,6 +13,9 @@ Figures:
   ``events`` events, against ``raw_consume_decode``: confluent-kafka consume + decode of the
   same topic in the same run (the most any consumer can do here). Rates are from the first
   message to the last, so consumer-group joins do not count.
+- ``sink_processes`` (option ``processes``, default 2; 1 skips it): that many sink processes
+  in one consumer group on the same events (how the sink scales out; on these 2 cores they
+  share the CPU with ClickHouse and the broker).
 - ``batch_sweep`` (option ``sweep=true``): the sink's rate per ``sink_batch_max_rows``, how the
   default was chosen.
 - ``latency`` (issue 3: "at 10k events/s sustained, p99 delay from produce to queryable <= 2 s";
@@ -253,6 +256,74 @@ def sink_rate(settings: Settings, count: int) -> dict[str, Any]:
             "batch_max_rows": settings.clickhouse.sink_batch_max_rows,
         }
     finally:
+        backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
+        backend.close()
+        _drop_group(settings)
+
+
+def _sink_process(settings: Settings, stop: Any, ready: Any) -> None:
+    """One ``ClickHouseSink`` in a child process, until ``stop`` is set."""
+    backend = ServerBackend(settings)
+    try:
+        sink = ClickHouseSink(settings, backend, topics=[settings.topic(EVENT)])
+        ready.set()
+        stopping = threading.Event()
+
+        def watch() -> None:
+            stop.wait()
+            stopping.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        sink.run(stopping)
+    finally:
+        backend.close()
+
+
+def sink_rate_processes(settings: Settings, count: int, processes: int) -> dict[str, Any]:
+    """``processes`` sinks in one consumer group on ``count`` events already in Kafka.
+
+    The rate runs from the first row visible in ClickHouse to the last (so group joins do not
+    count; the first batch's own time is therefore not counted either, which flatters the
+    figure by at most one batch of ``count``).
+    """
+    import multiprocessing
+
+    backend = ServerBackend(settings)
+    context = multiprocessing.get_context("spawn")  # librdkafka threads do not survive fork
+    stop, readies = context.Event(), [context.Event() for _ in range(processes)]
+    children = [
+        context.Process(target=_sink_process, args=(settings, stop, ready), daemon=True)
+        for ready in readies
+    ]
+    try:
+        migrate(backend)
+        table = f"{backend.database}.{EVENT}"
+        for child in children:
+            child.start()
+        first: float | None = None
+        stored = 0
+        deadline = time.monotonic() + 300
+        while stored < count and time.monotonic() < deadline:
+            if any(not child.is_alive() for child in children):
+                raise ServiceError("a sink process died during the benchmark")
+            stored = int(backend.query(f"SELECT count() FROM {table}")[0][0])
+            if stored and first is None:
+                first = time.perf_counter()
+            time.sleep(0.02)
+        done = time.perf_counter()
+        if stored < count:
+            raise ServiceError(f"{processes} sinks stored {stored} of {count} events in 300 s")
+        return {
+            "processes": processes,
+            "events_per_s": round(count / max(done - (first or done), 1e-6)),
+            "seconds": round(done - (first or done), 2),
+        }
+    finally:
+        stop.set()
+        for child in children:
+            child.join(30)
+            if child.is_alive():
+                child.kill()
         backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
         backend.close()
         _drop_group(settings)
@@ -592,6 +663,12 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
             trial = trial.model_copy(update={"kafka": settings.kafka})  # same topic
             sweep[str(batch_rows)] = sink_rate(trial, events)["events_per_s"]
         whole = sink_rate(settings, events)
+        processes = int(options.get("processes", 2))
+        several = None
+        if processes > 1:
+            trial = _settings(settings, f"{run_id}p{processes}", options)
+            trial = trial.model_copy(update={"kafka": settings.kafka})  # same topic
+            several = sink_rate_processes(trial, events, processes)
     finally:
         delete_topics(settings, [topic])
     figures["sink"] = {
@@ -600,6 +677,11 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
         "raw_consume_decode_events_per_s": round(raw),
         "sink_vs_raw": round(whole["events_per_s"] / raw, 3),
     }
+    if several is not None:
+        figures["sink_processes"] = {
+            **several,
+            "sink_vs_raw": round(several["events_per_s"] / raw, 3),
+        }
     if sweep:
         figures["batch_sweep_events_per_s"] = sweep
     if latency not in (False, "false"):
@@ -610,6 +692,7 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
         "sink_vs_raw": 0.5,
         "insert_met": figures["insert"]["insert_rows_per_s"] >= 200_000,
         "sink_met": figures["sink"]["sink_vs_raw"] >= 0.5,
+        "sink_processes_met": several is not None and several["events_per_s"] / raw >= 0.5,
     }
     if "latency" in figures:
         figures["targets"]["latency_p99_ms"] = 2000
