@@ -27,6 +27,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("sinks.clickhouse.cli:db", "Apply ClickHouse migrations, show status, drop old data."),
     "sink": ("sinks.clickhouse.cli:sink", "Run the ClickHouse sink (Kafka -> ClickHouse)."),
     "dashboards": ("dashboards.cli:dashboards", "Build the Grafana boards or push them."),
+    "api": ("cxstream.api.cli:api", "Serve the HTTP API (event ingest, profile lookups)."),
+    "notify": ("cxstream.notify.cli:notify", "Deliver alerts to on-call, or run a test receiver."),
 }
 
 

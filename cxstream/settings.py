@@ -7,6 +7,7 @@ Read from the environment (prefix ``CX_``, nested sections with ``__``, for exam
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -139,6 +140,11 @@ class PrivacySettings(_Section):
     pseudonym_key: SecretStr = SecretStr("cxstream-dev-only-pseudonym-key")
     #: store PII-marked fields in clear text in sinks (off by default)
     store_pii_in_clear: bool = False
+    #: field-encryption keyring (cxstream/crypto.py): key id -> base64 AES key (16/24/32 bytes),
+    #: e.g. CX_PRIVACY__ENCRYPTION_KEYS='{"k2": "...", "k1": "..."}'; old ids stay to decrypt
+    encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    #: id of the key new ciphertexts are made with (must be in encryption_keys)
+    encryption_active_key: str | None = None
 
 
 class GrafanaSettings(_Section):
@@ -152,6 +158,269 @@ class GrafanaSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
     #: TLS: verify Grafana's certificate
     verify_tls: bool = True
+
+
+class ApiSettings(_Section):
+    """The HTTP API frontends use (``cxstream api``, cxstream/api/)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    #: frontend name -> its API key (sent as ``X-API-Key`` or ``Authorization: Bearer``); the
+    #: dev default is one key for frontend "dev": set real keys in production, e.g.
+    #: ``CX_API__KEYS='{"web": "...", "mobile-app": "..."}'``
+    keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {"dev": SecretStr("cxstream-dev-api-key")}
+    )
+    #: largest request body (413 beyond, refused before it is read in full)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: most events in one POST /v1/events (413 beyond)
+    max_events_per_request: int = Field(default=5000, ge=1)
+    #: per-key token bucket over requests: refill rate and bucket size (429 beyond)
+    rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    rate_limit_burst: int = Field(default=4000, ge=1)
+    #: a worker's web server for profiles missing in Redis (Faust routes to the owner); None: off
+    worker_url: str | None = "http://127.0.0.1:6066"
+    #: Kafka acknowledgement of an ingest request, and one worker/Redis lookup
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    redis_max_connections: int = Field(default=64, ge=1)
+    #: API processes sharing the port (SO_REUSEPORT; the kernel spreads connections)
+    processes: int = Field(default=1, ge=1)
+    #: event loop: ``auto`` = uvloop when importable, else asyncio's
+    loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+
+
+class NotifyMemberSettings(_Section):
+    """One on-call person and where they are reached (cxstream/notify)."""
+
+    name: str
+    webhook_url: str | None = None
+    chat_url: str | None = None
+    email: str | None = None
+
+
+class NotifyOverrideSettings(_Section):
+    """``member`` is on call instead of the rotation's turn in ``[start, end)``."""
+
+    member: str
+    start: datetime
+    end: datetime
+
+
+class NotifyContactSettings(_Section):
+    """A channel and its address, e.g. the fallback mailbox of a team."""
+
+    channel: Literal["webhook", "chat", "email"]
+    address: str
+
+
+class NotifyRotationSettings(_Section):
+    """Members take turns of ``shift_hours``, handing over at ``handover_at`` + n shifts."""
+
+    name: str
+    members: list[NotifyMemberSettings] = Field(min_length=1)
+    handover_at: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    shift_hours: float = Field(default=168.0, gt=0)
+    overrides: list[NotifyOverrideSettings] = []
+    channels: list[Literal["webhook", "chat", "email"]] = ["webhook"]
+    #: used when every attempt on a channel failed (after the alert was dead-lettered)
+    fallback: NotifyContactSettings | None = None
+
+
+class NotifyRouteSettings(_Section):
+    """First matching route wins; empty ``kinds``/``levels`` match any."""
+
+    department: Literal["customer_service", "it", "risk_control"]
+    rotation: str
+    kinds: list[str] = []
+    levels: list[str] = []
+
+
+class NotifySettings(_Section):
+    """On-call delivery of alerts and security flags (cxstream/notify)."""
+
+    rotations: list[NotifyRotationSettings] = []
+    routes: list[NotifyRouteSettings] = []
+    group_id: str = "cxstream-notifier"
+    #: static group membership: a restarted notifier with the same id gets its partitions back
+    #: at once instead of after the session timeout
+    instance_id: str | None = None
+    #: SQLite file: delivery log, idempotency across restarts, acknowledgements
+    delivery_log_path: Path = PROJECT_ROOT / ".cxstream" / "notify" / "delivery.sqlite"
+    #: alerts delivered at once (each alert's channels run concurrently as well)
+    concurrency: int = Field(default=64, ge=1)
+    batch_max: int = Field(default=500, ge=1)
+    #: Standard Webhooks secrets ``whsec_<base64>``; each signs, so secrets can be rotated
+    webhook_secrets: list[SecretStr] = []
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    chat_format: Literal["slack", "teams"] = "slack"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    #: CA bundle that signs the SMTP server's certificate (``None``: the system's)
+    smtp_ca_file: Path | None = None
+    smtp_from: str = "cxstream-alerts@localhost"
+    retry_max_attempts: int = Field(default=6, ge=1)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    #: ``Authorization: Bearer <key>`` of POST /v1/alerts/{id}/ack; unset disables the API
+    ack_api_key: SecretStr | None = None
+    ack_host: str = "127.0.0.1"
+    ack_port: int = Field(default=6070, ge=0, le=65535)
+    #: receiver helper: reject signatures older/newer than this
+    receiver_tolerance_seconds: int = Field(default=300, ge=1)
+
+
+class SecuritySettings(_Section):
+    """Anomalous-access detection (processors/security, online_models/anomaly.py)."""
+
+    #: local time of office hours and of the model's hour-of-day feature
+    timezone: str = "Asia/Shanghai"
+    #: a flag per (principal, rule) is raised at most once within this long
+    suppression_seconds: float = Field(default=3600.0, gt=0)
+    #: most evidence event ids carried by one flag (the newest are kept)
+    max_evidence: int = Field(default=200, ge=1)
+    #: brute force: this many failed logins of one principal within the window
+    brute_force_failures: int = Field(default=8, ge=2)
+    brute_force_window_seconds: float = Field(default=600.0, gt=0)
+    #: credential stuffing: one ip or device failing on this many accounts within the window
+    stuffing_accounts: int = Field(default=10, ge=2)
+    stuffing_window_seconds: float = Field(default=1800.0, gt=0)
+    #: impossible travel: implied speed between consecutive logins above this, over at least
+    #: this distance (city-level geo-IP of nearby cities is noisy)
+    travel_max_kmh: float = Field(default=1000.0, gt=0)
+    travel_min_km: float = Field(default=500.0, ge=0)
+    #: new device (not enrolled by a device_change, first seen from a new city) followed by a
+    #: sensitive action within the window
+    new_device_window_seconds: float = Field(default=1800.0, gt=0)
+    sensitive_actions: tuple[str, ...] = ("password_reset", "transfer", "device_change")
+    #: successful logins a customer needs before new devices are judged (the baseline)
+    new_device_min_history: int = Field(default=3, ge=0)
+    #: devices and cities remembered per principal
+    max_known_devices: int = Field(default=8, ge=1)
+    max_known_cities: int = Field(default=8, ge=1)
+    #: staff office hours (local, start inclusive, end exclusive) and working days (Mon = 0)
+    office_start_hour: int = Field(default=7, ge=0, le=23)
+    office_end_hour: int = Field(default=21, ge=1, le=24)
+    office_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    #: teams staffed around the clock (hotline, chat desk): never off hours
+    round_the_clock_teams: tuple[str, ...] = ("customer_service",)
+    #: this many off-hours accesses of one staff member within the window make a pattern
+    off_hours_min_events: int = Field(default=5, ge=1)
+    off_hours_window_seconds: float = Field(default=3600.0, gt=0)
+    #: staff bulk access: distinct customers viewed/exported within the window, at least the
+    #: floor and at least ``ratio`` x the baseline (own when known, else the team's)
+    bulk_window_seconds: float = Field(default=3600.0, gt=0)
+    bulk_min_distinct: int = Field(default=60, ge=1)
+    bulk_baseline_ratio: float = Field(default=5.0, gt=1)
+    #: active hours of own history before the own baseline replaces the team's
+    bulk_baseline_min_hours: int = Field(default=3, ge=1)
+    #: anomaly model (River HalfSpaceTrees, one per partition and principal type)
+    anomaly_enabled: bool = True
+    #: actions the model scores and learns on every event (staff look-ups: every 5 minutes)
+    anomaly_actions: tuple[str, ...] = (
+        "login_success",
+        "password_reset",
+        "transfer",
+        "device_change",
+        "record_export",
+    )
+    anomaly_trees: int = Field(default=4, ge=1)
+    anomaly_height: int = Field(default=5, ge=1)
+    anomaly_window: int = Field(default=500, ge=10)
+    #: a score at or above this raises an ``anomaly_score`` flag on its own
+    anomaly_threshold: float = Field(default=0.97, gt=0, le=1.0)
+    #: events a model learns before its scores may raise flags
+    anomaly_warmup: int = Field(default=2000, ge=0)
+    #: model checkpoint (pickled, with the offset it reflects) every this many learned events
+    anomaly_checkpoint_every: int = Field(default=5000, ge=1)
+
+
+class SlaSettings(_Section):
+    """Feedback SLA clocks (processors/sla): policy, calendar, timer, alert links."""
+
+    #: time to first response from submission (hours of the clock: calendar or business hours)
+    response_hours: float = Field(default=24.0, gt=0)
+    #: the warning fires when this share of the response time has run
+    warning_fraction: float = Field(default=0.8, gt=0, lt=1)
+    #: escalation steps after the breach (clock hours) and who each one goes to (at most 3)
+    escalation_hours: tuple[float, ...] = (24.0, 48.0)
+    escalation_audiences: tuple[str, ...] = ("supervisor", "head_of_department")
+    #: overrides, first match wins, e.g. CX_SLA__OVERRIDES='[{"severity": "critical",
+    #: "hours": 4, "business_hours": false}, {"category": "fees", "channel": "branch",
+    #: "hours": 48}]' (match keys: category, severity, channel; set: hours, business_hours)
+    overrides: tuple[dict[str, str | float | bool], ...] = ()
+    #: count only business hours (days 0=Monday..6, local start/end, holidays as ISO dates)
+    business_hours: bool = False
+    timezone: str = "UTC"
+    business_days: tuple[int, ...] = (0, 1, 2, 3, 4)
+    business_start: str = "09:00"
+    business_end: str = "17:00"
+    holidays: tuple[str, ...] = ()
+    #: how often the timer looks for due items, and the wall-clock correction added to "now"
+    tick_interval_seconds: float = Field(default=0.2, gt=0)
+    clock_skew_ms: int = 0
+    #: an alert fired more than this after its due time is marked late (details.late)
+    late_after_ms: int = Field(default=1000, ge=0)
+    #: closed items stay this long after their last event (reopens, replays), then are dropped
+    closed_retention_hours: float = Field(default=720.0, gt=0)
+    #: after an assignment, timers of a partition wait until its input backlog was read (so
+    #: responses that came in while down stop clocks first), but at most this long
+    catch_up_timeout_seconds: float = Field(default=30.0, ge=0)
+    #: alert links: f"{link_base_url}/feedback/{feedback_id}"
+    link_base_url: str = "https://cx.example.invalid"
+
+
+class KpiSettings(_Section):
+    """Real-time KPI windows and KPI breach alerts (processors/kpis/)."""
+
+    #: windows published: tumbling minute, rolling hour and rolling day (from minute buckets)
+    windows: tuple[Literal["minute", "hour", "day"], ...] = ("minute", "hour", "day")
+    #: a window closes once its partition's event time passed the window's end by this much
+    lateness_seconds: float = Field(default=60.0, ge=0)
+    #: rolling windows are published every this many seconds of event time (whole minutes)
+    publish_interval_seconds: int = Field(default=60, ge=60, multiple_of=60)
+    #: after a jump in event time, publish at most this many of the skipped windows per kind
+    max_catchup_windows: int = Field(default=60, ge=1)
+    #: a KPI missing its target for this long (event time) raises one `alert` event
+    breach_seconds: float = Field(default=900.0, ge=0)
+    #: the window (global value over every partition) that breach evaluation watches
+    breach_window: Literal["minute", "hour", "day"] = "hour"
+    #: a window with fewer events than this neither starts nor ends a breach (count KPIs exempt)
+    min_samples: int = Field(default=30, ge=1)
+
+
+class ProfileSettings(_Section):
+    """Live profiles (processors/profiles): the Redis mirror's outage handling."""
+
+    #: customers remembered as changed while Redis is down; beyond it: rebuild all on return
+    mirror_max_dirty: int = Field(default=1_000_000, ge=1)
+    #: how often a down Redis is probed
+    mirror_retry_seconds: float = Field(default=1.0, gt=0)
+    #: one Redis round trip; slower counts as down (the stream must not wait for Redis)
+    mirror_timeout_seconds: float = Field(default=1.0, gt=0)
+
+
+class RecoSettings(_Section):
+    """The recommender (processors/reco, online_models/reco)."""
+
+    #: items per served list
+    k: int = Field(default=5, ge=1)
+    #: epsilon-greedy exploration per rank (logged as the propensity of every item)
+    epsilon: float = Field(default=0.1, ge=0, le=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    #: an impression is labelled by a click/conversion within this long (event time)
+    attribution_window_seconds: float = Field(default=1800.0, gt=0)
+    #: re-serve when the context moved this far (L1) or the model learned this many labels
+    feature_change_threshold: float = Field(default=0.5, gt=0)
+    model_change_threshold: int = Field(default=1000, ge=1)
+    #: model + offsets are saved at most this often (and at stop)
+    checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
+    #: prequential KPI rows (kpi_measurement) per event-time window of this length
+    kpi_window_seconds: int = Field(default=3600, ge=60)
+    #: served lists expire from Redis after this long
+    ttl_seconds: int = Field(default=7 * 86400, ge=1)
 
 
 class Settings(BaseSettings):
@@ -171,6 +440,13 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     privacy: PrivacySettings = PrivacySettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    reco: RecoSettings = RecoSettings()
+    profiles: ProfileSettings = ProfileSettings()
+    kpi: KpiSettings = KpiSettings()
+    sla: SlaSettings = SlaSettings()
+    security: SecuritySettings = SecuritySettings()
+    notify: NotifySettings = NotifySettings()
+    api: ApiSettings = ApiSettings()
     #: largest encoded event accepted anywhere (producer, ingest, consumers send larger to DLQ)
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: str = "INFO"

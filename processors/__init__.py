@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 PROCESSORS: dict[str, str] = {
     "channel_counts": "processors.channel_counts",
+    "security": "processors.security",
+    "kpis": "processors.kpis",
 }
 
 

@@ -215,6 +215,9 @@ def create_app(
     for processor in processors:
         processor.register(app, context)
     _register_stats_view(app, context)
+    from streams.metrics import register_metrics_view
+
+    register_metrics_view(app, context)
     return app
 
 

@@ -58,6 +58,10 @@ OUTPUT_EVENTS: Mapping[str, int | None] = {
     "kpi_measurement": 30 * DAY_MS,
 }
 DLQ = DLQ_TOPIC
+#: internal topic: failed logins keyed by ``ip:<pseudonym>`` / ``dev:<device>`` (not an event type)
+SECURITY_LOGIN_FAILURES = "security.login_failures"
+#: internal topics of the profiles processor: links keyed by anonymous id, merges by customer id
+PROFILE_INTERNAL_TOPICS: tuple[str, ...] = ("profile_links", "profile_merges")
 #: largest message an input topic accepts (the broker default); the DLQ must take it plus headers
 INPUT_MAX_MESSAGE_BYTES = 1_048_588
 DLQ_MAX_MESSAGE_BYTES = 2 * INPUT_MAX_MESSAGE_BYTES
@@ -131,6 +135,11 @@ def platform_topics(settings: Settings) -> list[TopicSpec]:
             configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
         )
     )
+    # profiles' identity stitching (processors/profiles/stitching.py): internal JSON topics
+    for name in PROFILE_INTERNAL_TOPICS:
+        specs.append(spec(name, retention_ms=kafka.input_retention_ms))
+    # failed logins re-keyed by ip pseudonym / device for credential stuffing (processors/security)
+    specs.append(spec(SECURITY_LOGIN_FAILURES, retention_ms=DAY_MS, configs=max_bytes))
     return specs
 
 

@@ -1,0 +1,97 @@
+"""The security processor: ``register(app, context)`` for ``cxstream worker --processor security``.
+
+Two batch lanes:
+
+1. ``access_event`` (keyed by principal): rules per principal, the anomaly model, flags; failed
+   logins are re-sent unchanged (same Avro bytes) to the internal topic
+   ``<prefix>.security.login_failures`` keyed by ``ip:<pseudonym>`` and by ``dev:<device>``.
+2. that internal topic: credential stuffing per ip / device (see
+   :mod:`processors.security.rules.credential_stuffing`).
+
+Flags go out with ``context.emit("security_flag", ...)``; every send of a batch (flags and
+re-keyed failures) is awaited before the handler returns, so they are durable before the batch's
+offsets commit. State: :mod:`processors.security.state`. Stats: ``GET /v1/stats/security``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from cxstream.errors import ValidationError
+from processors.security.engine import Outcome, SecurityEngine
+from processors.security.rules.credential_stuffing import NETWORK_TOPIC
+from processors.security.state import StateStore
+from streams.batching import InputEvent
+from streams.codec import DecodedEvent
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import AppContext
+
+log = logging.getLogger(__name__)
+
+NAME = "security"
+EVENT = "access_event"
+FLAG_EVENT = "security_flag"
+
+
+def check_access(event: DecodedEvent) -> None:
+    """The event must be identifiable and keyed (the schema allows empty strings)."""
+    for name in ("event_id", "principal_id"):
+        if not event.record.get(name):
+            raise ValidationError(f"{name} is empty", schema=event.name, field=name)
+
+
+def register(app: faust.App, context: AppContext) -> None:
+    import faust
+    from faust.web import Request, Response, View
+
+    settings = context.settings
+    partitions = settings.kafka.partitions
+    json_schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
+
+    def table(name: str, help_text: str) -> Any:
+        return app.Table(name, partitions=partitions, schema=json_schema, help=help_text)
+
+    engine = SecurityEngine(
+        settings,
+        StateStore(table(f"{NAME}-principals", "detector state per principal; team baselines")),
+        StateStore(table(f"{NAME}-networks", "failed logins per ip pseudonym / device")),
+        StateStore(table(f"{NAME}-models", "anomaly model checkpoints per partition and type")),
+    )
+    network_topic = settings.topic(NETWORK_TOPIC)
+
+    async def send(outcome: Outcome) -> None:
+        pending: list[Awaitable[Any]] = []
+        for record in outcome.flags:
+            pending.append(await context.emit(FLAG_EVENT, record))
+        for key, item in outcome.forwards:
+            pending.append(
+                await app.producer.send(
+                    network_topic, key.encode(), item.message.value,
+                    partition=None, timestamp=None, headers=None,
+                )
+            )  # fmt: skip
+        await context.delivered(pending)
+        if outcome.flags:
+            log.info("%s: %d flags raised", NAME, len(outcome.flags))
+
+    async def on_access(batch: list[InputEvent]) -> None:
+        await send(engine.on_access(batch))
+
+    async def on_network(batch: list[InputEvent]) -> None:
+        await send(engine.on_network(batch))
+
+    context.batch_agent(EVENT, on_access, step=NAME, check=check_access)
+    context.batch_agent(NETWORK_TOPIC, on_network, step=f"{NAME}.network", expect=EVENT)
+    context.stats[NAME] = engine.stats.snapshot
+
+    @app.page("/v1/stats/security")
+    class SecurityStats(View):
+        """Events seen, replays/duplicates skipped and flags raised by rule on this worker."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json(engine.stats.snapshot())
