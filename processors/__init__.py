@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 PROCESSORS: dict[str, str] = {
     "channel_counts": "processors.channel_counts",
+    "reco": "processors.reco",
     "security": "processors.security",
     "kpis": "processors.kpis",
 }

@@ -289,6 +289,13 @@ class BoardQueriesContract:
         }
         assert measured == pytest.approx(expected, rel=1e-9)
 
+    def test_scorecard_values_are_the_board_stats(self, store: Store) -> None:
+        from dashboards.scorecard import scorecard_values
+
+        expected = expected_kpis(store.data, store.day(0), int(time.time()))
+        values = {v.kpi.title: v.value for v in scorecard_values(store.backend, store.day(0))}
+        assert values == pytest.approx({t: float(v) for t, v in expected.items()}, rel=1e-9)
+
     def test_the_simulated_days_exercise_every_kpi(self, store: Store) -> None:
         days = [expected_kpis(store.data, store.day(d), int(time.time())) for d in (0, 1)]
         # late answers and leaks happen, so the equality above is not between trivial values

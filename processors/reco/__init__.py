@@ -1,0 +1,50 @@
+"""The recommender processor: learns from feedback, serves top-k lists to Redis, emits them.
+
+``register(app, context)`` subscribes (batch lanes) to customer_registered,
+product_holding_changed, consent_changed, transaction, recommendation_feedback and
+erasure_requested; see :mod:`processors.reco.processor`. Stats at ``GET /v1/stats/reco``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import AppContext
+
+NAME = "reco"
+
+
+def register(app: faust.App, context: AppContext) -> None:
+    import faust
+    import redis
+    from faust.web import Request, Response, View
+
+    from processors.reco.processor import EVENTS, RecoProcessor
+
+    settings = context.settings
+    json_schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
+    table = app.Table(
+        f"{NAME}-customers",
+        partitions=settings.kafka.partitions,
+        schema=json_schema,
+        help="recommender state per customer (features, last served list, applied offsets)",
+    )
+    client = redis.Redis.from_url(settings.redis.url)
+    processor = RecoProcessor(settings, context, table, client)
+    for event in EVENTS:
+        context.batch_agent(event, processor.handle, step=NAME)
+
+    def stats() -> dict[str, Any]:
+        return processor.stats()
+
+    context.stats[NAME] = stats
+
+    @app.page("/v1/stats/reco")
+    class RecoStats(View):
+        """Prequential metrics, learning and serving counts of this worker."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json(stats())

@@ -1,0 +1,309 @@
+"""Per-batch work of the recommender processor.
+
+Per event, in partition order: the customer's state (Faust table ``reco-customers``, written
+under :func:`streams.batching.acting_for` so its changelog partition is the source partition)
+is updated unless the event's offset is at or below the one the state already holds (replay);
+feedback and conversions go to the :class:`~online_models.reco.learner.Learner` unless its
+checkpointed offsets already include them. After the batch, touched customers whose context or
+model moved enough get a new list: SET in Redis (``<prefix>:reco:<customer id>``) and a
+``recommendation`` event (with the propensity of every item). The learner is checkpointed to
+Redis with its offsets every ``checkpoint_interval_seconds``; at start it is restored and the
+feedback between its offsets and the group's committed ones is read back (:mod:`.gaps`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from cxstream.settings import Settings
+from online_models.reco import features as feats
+from online_models.reco import serving
+from online_models.reco.checkpoint import Checkpointer
+from online_models.reco.evaluation import Prequential
+from online_models.reco.learner import Learner
+from online_models.reco.policy import BanditPolicy
+from processors.reco.gaps import read_range
+from streams.batching import InputEvent, acting_for, group_by_partition
+
+log = logging.getLogger(__name__)
+
+EVENTS = (
+    "customer_registered",
+    "product_holding_changed",
+    "consent_changed",
+    "transaction",
+    "recommendation_feedback",
+    "erasure_requested",
+)
+LEARNED = frozenset({"recommendation_feedback", "product_holding_changed"})
+_KPI_NAMESPACE = uuid.UUID("5b0f3c52-6f0e-4a39-9d57-0d6f4c1d7a11")
+_KPIS = {
+    "ctr": "reco_click_through",
+    "conversion_rate": "reco_conversion",
+    "hit_rate_at_k": "reco_hit_rate_at_k",
+    "coverage": "reco_coverage",
+    "personalised_share": "personalised_share",
+}
+
+
+def _context(state: dict[str, Any], t: int) -> Callable[[str], dict[str, float]]:
+    def context(_customer_id: str) -> dict[str, float]:
+        return feats.context_features(state, t)
+
+    return context
+
+
+class RecoProcessor:
+    def __init__(self, settings: Settings, context: Any, table: Any, redis_client: Any) -> None:
+        self.settings = settings
+        self.reco = settings.reco
+        self.context = context
+        self.table = table
+        self.redis = redis_client
+        self.prefix = settings.kafka.topic_prefix
+        self.checkpointer = Checkpointer(
+            redis_client,
+            f"{self.prefix}:reco-checkpoint:{settings.worker.app_id}",
+            self.reco.checkpoint_interval_seconds,
+        )
+        restored = self.checkpointer.load()
+        self.restored = restored is not None
+        self.learner = restored or Learner(
+            BanditPolicy(epsilon=self.reco.epsilon, learning_rate=self.reco.learning_rate),
+            window_ms=round(self.reco.attribution_window_seconds * 1000),
+            metrics=Prequential(self.reco.kpi_window_seconds * 1000),
+        )
+        self.rng = random.Random()
+        self._gap_checked: set[tuple[str, int]] = set()
+        self.counts = {"served": 0, "withdrawn": 0, "replays": 0, "gap_events": 0, "erased": 0}
+        self.started = time.monotonic()
+        self.first_served_after_s: float | None = None
+        log.info("reco: learner %s", "restored from checkpoint" if restored else "new")
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    async def handle(self, batch: list[InputEvent]) -> None:
+        futures: list[Awaitable[Any]] = []
+        for partition, items in group_by_partition(batch).items():
+            await self._gap_fill(items[0])
+            futures += await self._partition(partition, items)
+        futures += await self._emit_closed_windows()
+        # effects durable before the batch's offsets move
+        await self.context.delivered(futures)
+        self.checkpointer.maybe_save(self.learner)
+
+    async def _partition(self, partition: int, items: Sequence[InputEvent]) -> list[Any]:
+        learner = self.learner
+        touched: dict[str, tuple[dict[str, Any], InputEvent]] = {}
+        for item in items:
+            record = item.record
+            cid = record.get("customer_id")
+            if not cid:
+                continue
+            name = item.name
+            entry = touched.get(cid)
+            state = entry[0] if entry is not None else self._load(cid)
+            if name in LEARNED and not learner.already_applied(item.topic, partition, item.offset):
+                if name == "recommendation_feedback":
+                    t = record["occurred_at"]
+                    learner.feedback(item.topic, partition, item.offset, record, _context(state, t))
+                else:
+                    learner.holding_changed(item.topic, partition, item.offset, record)
+            if item.offset <= state["offsets"].get(name, -1):
+                self.counts["replays"] += 1
+                continue
+            state["offsets"][name] = item.offset
+            if name == "erasure_requested":
+                self.forget(cid)
+                state = {"erased": record["occurred_at"], "offsets": state["offsets"]}
+                touched[cid] = (state, item)
+                continue
+            if state.get("erased"):
+                touched[cid] = (state, item)
+                continue
+            learner.metrics.active(record["occurred_at"], cid)
+            if name == "recommendation_feedback":
+                self._note_feedback(state, record)
+            else:
+                feats.apply_event(state, name, record)
+            touched[cid] = (state, item)
+        return await self._serve_and_store(touched)
+
+    def _load(self, customer_id: str) -> dict[str, Any]:
+        stored = self.table.get(customer_id)
+        return feats.new_state() if stored is None else json.loads(json.dumps(stored))
+
+    @staticmethod
+    def _note_feedback(state: dict[str, Any], record: dict[str, Any]) -> None:
+        action = record["action"]
+        product = record["product_id"]
+        if action == "impression":
+            feats.note_reaction(state, product, False)
+            served = state.get("served")
+            if served is not None and served["id"] == record["recommendation_id"]:
+                served["shown"] = True
+        elif action == "click":
+            counts = state["reactions"].setdefault(product, [0, 0])
+            counts[0] += 1
+            counts[1] = max(0, counts[1] - 1)
+
+    async def _serve_and_store(
+        self, touched: dict[str, tuple[dict[str, Any], InputEvent]]
+    ) -> list[Any]:
+        futures: list[Any] = []
+        pipe = self.redis.pipeline(transaction=False)
+        policy = self.learner.policy
+        reco = self.reco
+        for cid, (state, item) in touched.items():
+            key = f"{self.prefix}:reco:{cid}"
+            if not state.get("erased"):
+                now = item.record["occurred_at"]
+                x = feats.context_features(state, now)
+                eligible = feats.eligible(state, now)
+                if serving.needs_serving(
+                    state, x, eligible, policy.updates,
+                    feature_threshold=reco.feature_change_threshold,
+                    model_threshold=reco.model_change_threshold,
+                ):  # fmt: skip
+                    if eligible:
+                        futures.append(await self._serve(pipe, key, cid, state, x, eligible, now))
+                    elif state.pop("served", None) is not None:
+                        pipe.delete(key)
+                        self.counts["withdrawn"] += 1
+            with acting_for(item.message):
+                self.table[cid] = state
+        pipe.execute()
+        return futures
+
+    async def _serve(
+        self, pipe: Any, key: str, cid: str, state: dict[str, Any], x: dict[str, float],
+        eligible: list[str], now: int,
+    ) -> Any:  # fmt: skip
+        policy = self.learner.policy
+        served = serving.recommend(
+            policy, cid, x, eligible, k=self.reco.k, now_ms=now, rng=self.rng,
+            model_version=f"{policy.name}-{policy.updates}",
+        )  # fmt: skip
+        serving.remember_served(state, served, x, eligible, policy.updates)
+        products = [i["product_id"] for i in served["items"]]
+        self.learner.metrics.served(now, cid, products)
+        public = {
+            "recommendation_id": served["recommendation_id"],
+            "items": [
+                {"product_id": i["product_id"], "score": i["score"], "reason": i["reason"]}
+                for i in served["items"]
+            ],
+            "policy": served["policy"],
+            "model_version": served["model_version"],
+            "served_at": now,
+        }
+        pipe.set(key, json.dumps(public, separators=(",", ":")), ex=self.reco.ttl_seconds)
+        self.counts["served"] += 1
+        if self.first_served_after_s is None:
+            self.first_served_after_s = time.monotonic() - self.started
+        return await self.context.emit(
+            "recommendation",
+            {
+                "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                "occurred_at": now,
+                "customer_id": cid,
+                "recommendation_id": served["recommendation_id"],
+                "items": [
+                    {
+                        "product_id": i["product_id"],
+                        "rank": rank,
+                        "score": i["score"],
+                        "propensity": i["propensity"],
+                        "reason_code": i["reason"],
+                    }
+                    for rank, i in enumerate(served["items"], 1)
+                ],
+                "policy": served["policy"],
+                "model_version": served["model_version"],
+                "explored": served["explored"],
+            },
+        )
+
+    # -- exactly-once learning across restarts ----------------------------------------------------
+
+    async def _gap_fill(self, first: InputEvent) -> None:
+        key = (first.topic, first.partition)
+        if first.name not in LEARNED or key in self._gap_checked:
+            return
+        self._gap_checked.add(key)
+        start = self.learner.applied_offset(first.topic, first.partition) + 1
+        if first.offset <= start:
+            return
+        records = await asyncio.to_thread(
+            read_range, self.settings, self.context.codec, first.topic, first.partition, start,
+            first.offset,
+        )  # fmt: skip
+        learner = self.learner
+        for offset, record in records:
+            if first.name == "recommendation_feedback":
+                state = self._load(record["customer_id"])
+                t = record["occurred_at"]
+                learner.feedback(first.topic, first.partition, offset, record, _context(state, t))
+            else:
+                learner.holding_changed(first.topic, first.partition, offset, record)
+        self.counts["gap_events"] += len(records)
+        log.info("reco: read back %d events of %s[%d]", len(records), *key)
+
+    # -- KPI rows, erasure, stats -----------------------------------------------------------------
+
+    async def _emit_closed_windows(self) -> list[Any]:
+        from dashboards.kpis import BY_KEY
+
+        metrics = self.learner.metrics
+        watermark = max(self.learner.watermark.values(), default=0)
+        futures: list[Any] = []
+        window_ms = metrics.window_ms
+        for start, figures in metrics.close(watermark - window_ms):
+            for figure, kpi in _KPIS.items():
+                value = float(figures[figure])
+                target = BY_KEY[kpi].target if kpi in BY_KEY else 0.0
+                sample = figures[
+                    "active_customers" if figure == "personalised_share" else "impressions"
+                ]
+                futures.append(
+                    await self.context.emit(
+                        "kpi_measurement",
+                        {
+                            "event_id": str(uuid.uuid5(
+                                _KPI_NAMESPACE, f"{self.settings.worker.app_id}/{kpi}/{start}"
+                            )),
+                            "occurred_at": start + window_ms,
+                            "kpi": kpi,
+                            "window": "hour" if window_ms == 3_600_000 else "minute",
+                            "window_start": start,
+                            "value": value,
+                            "target": target,
+                            "sample_size": int(sample),
+                            "meets_target": value >= target,
+                        },
+                    )
+                )  # fmt: skip
+        return futures
+
+    def forget(self, customer_id: str) -> None:
+        """Erasure: the customer's pending impressions, metrics entries and served list go."""
+        self.learner.forget(customer_id)
+        self.redis.delete(f"{self.prefix}:reco:{customer_id}")
+        self.counts["erased"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.learner.stats(),
+            **self.counts,
+            "restored_from_checkpoint": self.restored,
+            "checkpoints_saved": self.checkpointer.saves,
+            "checkpoint_bytes": self.checkpointer.last_bytes,
+            "first_served_after_s": self.first_served_after_s,
+        }
