@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 PROCESSORS: dict[str, str] = {
     "channel_counts": "processors.channel_counts",
     "reco": "processors.reco",
+    "sla": "processors.sla",
     "security": "processors.security",
     "kpis": "processors.kpis",
 }

@@ -7,11 +7,13 @@ differently; mapping them here keeps TLS/SASL behaviour identical everywhere.
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from cxstream.errors import ConfigurationError
+from cxstream.errors import ConfigurationError, ServiceError
 from cxstream.settings import KafkaSettings, Settings
 
 _SASL = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
@@ -141,3 +143,147 @@ def faust_broker_settings(settings: Settings) -> Mapping[str, Any]:
     elif context is not None:
         credentials = context
     return {"broker": broker, "broker_credentials": credentials}
+
+
+# -- connection checks: one clear error instead of endless client retries --------------------
+
+#: librdkafka error codes (confluent_kafka.KafkaError) that name the cause
+_RD_AUTHENTICATION = -169
+_RD_SSL = -181
+
+
+def connection_error(settings: Settings, cause: str, detail: str) -> ServiceError:
+    """A :class:`ServiceError` that names the TLS/SASL setting to look at.
+
+    ``cause`` is ``"sasl"`` (authentication refused), ``"tls_verify"`` (broker certificate not
+    trusted), ``"tls"`` (other handshake failure), ``"closed"`` (the broker hung up on the first
+    request: it wants another protocol) or anything else (unreachable).
+    """
+    kafka = settings.kafka
+    where = (
+        f"Kafka at {kafka.bootstrap_servers} (kafka.security_protocol={kafka.security_protocol})"
+    )
+    if cause == "sasl":
+        message = (
+            f"{where}: SASL authentication as {kafka.sasl_username!r} with "
+            f"{kafka.sasl_mechanism} failed; check kafka.sasl_username / kafka.sasl_password "
+            f"(and that the user has a {kafka.sasl_mechanism} credential): {detail}"
+        )
+    elif cause == "tls_verify":
+        message = (
+            f"{where}: TLS: the broker's certificate is not trusted; set kafka.ssl_cafile to "
+            f"the CA that signed it (now {kafka.ssl_cafile}): {detail}"
+        )
+    elif cause == "tls":
+        message = f"{where}: TLS handshake failed: {detail}"
+    elif cause == "closed":
+        needs = "SASL" if kafka.security_protocol in _TLS else "TLS/SASL"
+        message = (
+            f"{where}: the broker closed the connection on the first request: the listener "
+            f"probably requires {needs} (for example kafka.security_protocol=SASL_SSL with "
+            f"kafka.sasl_* and kafka.ssl_cafile): {detail}"
+        )
+    else:
+        message = f"{where}: unreachable: {detail}"
+    return ServiceError(message)
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def check_connection(settings: Settings, *, timeout: float = 10.0) -> None:
+    """Fetch metadata once with confluent-kafka; raise :class:`ServiceError` naming the cause.
+
+    librdkafka clients retry failed connections forever and report the cause only through
+    callbacks, so a wrong password looks like a hang; call this at start-up instead.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[KafkaError] = []
+    collected = _Collected()
+    logger = logging.getLogger(f"cxstream.kafka_check.{id(collected)}")
+    logger.propagate = False  # the reasons go into the error, not twice into the logs
+    logger.setLevel(logging.DEBUG)  # "connection closed by peer" is an info-level line
+    logger.addHandler(collected)
+    admin = AdminClient(
+        confluent_config(
+            settings,
+            error_cb=errors.append,
+            logger=logger,
+            **{"socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))},
+        )
+    )
+    deadline = time.monotonic() + timeout
+    failure = ""
+    try:
+        # short attempts, so a decisive cause (refused login, untrusted certificate, hang-up)
+        # ends the check at once instead of after the whole timeout
+        while time.monotonic() < deadline:
+            try:
+                admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                failure = str(exc)
+            admin.poll(0.1)  # serve the error and log callbacks that explain the failure
+            decisive = {_RD_AUTHENTICATION, _RD_SSL}
+            if any(e.code() in decisive for e in errors) or any(
+                "closed by peer" in line for line in collected.lines
+            ):
+                break
+    finally:
+        logger.removeHandler(collected)
+    auth = [e.str() for e in errors if e.code() == _RD_AUTHENTICATION]
+    tls = [e.str() for e in errors if e.code() == _RD_SSL]
+    closed = [line for line in collected.lines if "closed by peer" in line]
+    if auth:
+        raise connection_error(settings, "sasl", auth[0])
+    if tls:
+        verify = "certificate verify failed" in tls[0]
+        raise connection_error(settings, "tls_verify" if verify else "tls", tls[0])
+    if closed:
+        raise connection_error(settings, "closed", closed[0])
+    reasons = [e.str() for e in errors] or [failure]
+    raise connection_error(settings, "unreachable", reasons[0])
+
+
+async def check_connection_async(settings: Settings, *, timeout: float = 10.0) -> None:
+    """:func:`check_connection` with aiokafka, the driver under Faust, using
+    :func:`aiokafka_config` (the mapping :func:`faust_broker_settings` mirrors)."""
+    import asyncio
+
+    from aiokafka import errors as ai_errors
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    conf = aiokafka_config(settings)
+    host, _, port = conf.pop("bootstrap_servers")[0].strip().rpartition(":")
+    conn = None
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **conf),
+            timeout,
+        )
+        # a SASL listener accepts a TLS-only client's ApiVersions, then hangs up on the next
+        # request: one real request tells them apart
+        await asyncio.wait_for(conn.send(MetadataRequest([])), timeout)
+    except ai_errors.SaslAuthenticationFailed as exc:
+        raise connection_error(settings, "sasl", str(exc)) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise connection_error(settings, "tls_verify", str(exc)) from exc
+    except ssl.SSLError as exc:
+        raise connection_error(settings, "tls", str(exc)) from exc
+    except ai_errors.KafkaConnectionError as exc:
+        cause = "closed" if "closed" in str(exc) else "unreachable"
+        raise connection_error(settings, cause, str(exc)) from exc
+    except (TimeoutError, OSError) as exc:
+        raise connection_error(settings, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if conn is not None:
+            conn.close()
