@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 PROCESSORS: dict[str, str] = {
     "channel_counts": "processors.channel_counts",
     "reco": "processors.reco",
+    "profiles": "processors.profiles",
     "sla": "processors.sla",
     "security": "processors.security",
     "kpis": "processors.kpis",

@@ -188,6 +188,7 @@ class Behaviours:
         ip = self._ip(c, city)
         cid = c.customer_id
         view = "page_view" if web else "screen_view"
+        anon: str | None = None
         if web and rng.random() < 0.3:  # browsing before logging in: keyed by the cookie id
             anon = c.devices[device][0]
             for _ in range(1 + int(rng.random() * 2)):
@@ -196,7 +197,9 @@ class Behaviours:
         t, device = self._login(c, t, channel, device, city, ip)
         for _ in range(1 + int(rng.random() * (4 if web else 6))):
             t += 4_000 + int(rng.random() * 35_000)
-            self._view(cid, None, t, channel, view, session)
+            # the first page after the login still carries the cookie id: the identity link
+            self._view(cid, anon, t, channel, view, session)
+            anon = None
         if rng.random() < 0.25:
             t += 5_000 + int(rng.random() * 20_000)
             self._view(cid, None, t, channel, "search", session, rng.choice(SEARCH_QUERIES))

@@ -1,0 +1,345 @@
+"""``cxstream bench profiles``: live profiles' throughput, Redis visibility and memory.
+
+Figures:
+
+- ``worker_events_per_s``: one ``cxstream worker -p profiles`` process (Redis mirror and
+  snapshots on) working off ``events`` preloaded simulated events of every customer topic, from
+  its first applied batch to the last (start-up and group join excluded); against
+  ``raw_consume_decode_per_s``, confluent-kafka consume + decode of the same topics in the same
+  run, and their ratio;
+- ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` (probe events
+  of fresh customers, one per ``probe_every``; "visible" = the poll that first finds the hash);
+- ``memory_*``: the profile table's in-memory state per customer, with ``customers`` (1M)
+  profiles: values are JSON bytes (that is what the memory store and RocksDB hold), so
+  ``memory_serialized_bytes_per_customer`` is the mean value size and
+  ``memory_tracemalloc_bytes_per_customer`` the Python heap of a dict of 1M keys + values
+  (profiles folded from ``memory_history_days`` of simulated traffic, replicated to 1M keys).
+
+Options: ``events`` (200000), ``rate`` (10000), ``seconds`` (15), ``probe_every`` (20),
+``customers`` (1000000), ``memory_sample`` (2000), ``memory_history_days`` (30).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError
+
+from cxstream.errors import ServiceError
+from cxstream.settings import Settings
+from cxstream.simulate.config import DAY_MS, SimulationConfig
+from cxstream.simulate.traffic import generate
+from processors.profiles.engine import ProfileEngine, encode_state
+from processors.profiles.fold import PROFILE_EVENTS
+from streams.batching import InputEvent
+from streams.codec import build_codec
+from streams.kafka_config import confluent_config
+from streams.producer import EventProducer
+from streams.topics import delete_topics, ensure_topics, platform_topics
+
+START = 1_780_000_000_000
+CXSTREAM = str(Path(sys.executable).with_name("cxstream"))
+
+
+def run(
+    settings: Settings,
+    events: int = 200_000,
+    rate: int = 10_000,
+    seconds: float = 15.0,
+    probe_every: int = 20,
+    customers: int = 1_000_000,
+    memory_sample: int = 2000,
+    memory_history_days: float = 30.0,
+    **_: Any,
+) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    scoped = _scoped(settings, run_id)
+    specs = platform_topics(scoped)
+    ensure_topics(scoped, specs)
+    figures: dict[str, Any] = {
+        "events": events,
+        "partitions": scoped.kafka.partitions,
+        "store": scoped.worker.store,
+        "dedupe_window_seconds": scoped.worker.dedupe_window_seconds,
+    }
+    try:
+        stream = _simulated(events)
+        _publish(scoped, stream)
+        figures["raw_consume_decode_per_s"] = round(_raw_rate(scoped, len(stream)))
+        worker = _Worker(scoped, run_id)
+        try:
+            figures["worker_events_per_s"] = round(worker.rate(len(stream)))
+            figures.update(_latency(scoped, worker, rate, seconds, probe_every))
+        finally:
+            worker.stop()
+        figures["worker_to_raw_ratio"] = round(
+            figures["worker_events_per_s"] / figures["raw_consume_decode_per_s"], 3
+        )
+    finally:
+        delete_topics(scoped, [s.name for s in specs] + _own_topics(scoped))
+    figures.update(_memory(customers, memory_sample, memory_history_days))
+    figures["targets"] = "worker >= 30000 ev/s; p99 <= 250 ms; <= 2048 B/customer"
+    return figures
+
+
+def _scoped(settings: Settings, run_id: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"topic_prefix": f"bench-prof-{run_id}"}),
+            "worker": settings.worker.model_copy(
+                update={
+                    "app_id": f"bench-prof-{run_id}",
+                    "data_dir": Path(f"/tmp/bench-profiles-{run_id}"),
+                }
+            ),
+        }
+    )
+
+
+def _own_topics(settings: Settings) -> list[str]:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(confluent_config(settings))
+    return [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.worker.app_id)]
+
+
+def _simulated(count: int) -> list[tuple[str, dict[str, Any]]]:
+    config = SimulationConfig(start_ms=START, duration_ms=None, max_events=count, customers=20_000)
+    return [(e.name, e.record) for e in generate(config) if e.name in PROFILE_EVENTS]
+
+
+def _publish(settings: Settings, stream: list[tuple[str, dict[str, Any]]]) -> None:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for name, record in stream:
+        by_name.setdefault(name, []).append(record)
+    with EventProducer(settings, build_codec(settings)) as producer:
+        for name, records in by_name.items():
+            producer.produce_many(name, records)
+        producer.flush(60)
+
+
+def _raw_rate(settings: Settings, count: int) -> float:
+    """confluent-kafka consume + decode of every customer topic: the raw reference."""
+    codec = build_codec(settings)
+    consumer = Consumer(
+        confluent_config(
+            settings,
+            **{
+                "group.id": f"raw-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    consumer.subscribe([settings.topic(name) for name in PROFILE_EVENTS])
+    seen, first = 0, 0.0
+    deadline = time.monotonic() + 180
+    try:
+        while seen < count:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"bench profiles: raw consumer read {seen} of {count}")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise ServiceError(f"bench profiles: raw consumer: {error}")
+                    continue
+                if not seen:
+                    first = time.perf_counter()
+                codec.decode(message.value())  # type: ignore[arg-type]
+                seen += 1
+        return count / (time.perf_counter() - first)
+    finally:
+        consumer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _Worker:
+    """A ``cxstream worker -p profiles`` subprocess and its stats."""
+
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
+        env.update(
+            {
+                "CX_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                "CX_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+                "CX_KAFKA__PARTITIONS": str(settings.kafka.partitions),
+                "CX_WORKER__APP_ID": settings.worker.app_id,
+                "CX_WORKER__WEB_PORT": str(self.port),
+                "CX_WORKER__DATA_DIR": str(settings.worker.data_dir),
+                "CX_WORKER__STORE": settings.worker.store,
+                "CX_REDIS__URL": settings.redis.url,
+                "CX_LOG_LEVEL": "WARNING",
+            }
+        )
+        self.log = Path(f"/tmp/bench-profiles-{run_id}.log")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [CXSTREAM, "worker", "-p", "profiles", "--no-ensure-topics"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stats(self) -> dict[str, Any] | None:
+        try:
+            url = f"http://127.0.0.1:{self.port}/v1/stats"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                data: dict[str, Any] = json.load(response)["profiles"]
+                return data
+        except OSError:
+            return None
+
+    def rate(self, count: int) -> float:
+        first: float | None = None
+        first_events = 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(f"bench profiles: worker exited; log {self.log}")
+            stats = self.stats()
+            done = 0 if stats is None else stats["events"]
+            now = time.perf_counter()
+            if done and first is None:
+                first, first_events = now, done
+            if done >= count and first is not None:
+                return (done - first_events) / (now - first)
+            time.sleep(0.05)
+        raise ServiceError(f"bench profiles: worker did not finish {count} events; {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _latency(
+    settings: Settings, worker: _Worker, rate: int, seconds: float, probe_every: int
+) -> dict[str, Any]:
+    """p50/p99 produce -> visible in Redis while ``rate`` events/s are produced."""
+    from redis import Redis
+
+    from cxstream.bench.produce import sample_events
+    from cxstream.bench.sink import _percentiles
+    from processors.profiles.mirror import profile_key
+
+    filler = sample_events(50_000, seed=5)
+    sent: dict[str, float] = {}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def produce() -> None:
+        total = int(rate * seconds)
+        now_ms = int(time.time() * 1000)
+        with EventProducer(settings, build_codec(settings)) as producer:
+            start = time.perf_counter()
+            for i in range(total):
+                record = dict(filler[i % len(filler)])
+                record["event_id"] = str(uuid.uuid4())
+                record["occurred_at"] = now_ms + i
+                if i % probe_every == 0:
+                    cid = f"PROBE{i:09d}"
+                    record["customer_id"], record["anonymous_id"] = cid, None
+                    with lock:
+                        sent[cid] = time.perf_counter()
+                producer.produce("channel_interaction", record)
+                ahead = start + (i + 1) / rate - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+            producer.flush(30)
+        done.set()
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    redis = Redis.from_url(settings.redis.url)
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + seconds + 60
+    while time.monotonic() < deadline:
+        with lock:
+            pending = [cid for cid in sent if cid not in seen]
+        if pending:
+            pipe = redis.pipeline(transaction=False)
+            for cid in pending:
+                pipe.exists(profile_key(settings, cid))
+            polled = time.perf_counter()
+            for cid, found in zip(pending, pipe.execute(), strict=True):
+                if found:
+                    seen[cid] = polled
+        elif done.is_set():
+            break
+        time.sleep(0.005)
+    thread.join(timeout=5)
+    delays = [seen[cid] - sent[cid] for cid in seen]
+    figures = {f"latency_{k}": v for k, v in _percentiles(delays).items()}
+    figures.update(
+        {"latency_rate": rate, "latency_probes": len(sent), "latency_lost": len(sent) - len(seen)}
+    )
+    return figures
+
+
+class _Table(dict[Any, Any]):
+    def on_recover(self, callback: Any) -> None:
+        pass
+
+
+def _memory(customers: int, sample: int, history_days: float) -> dict[str, Any]:
+    """Per-customer size of the table state (JSON values), sampled profiles replicated to N."""
+    from streams.batching import SeenEvents
+
+    config = SimulationConfig(
+        start_ms=START, duration_ms=int(history_days * DAY_MS), customers=sample
+    )
+    profiles: dict[bytes, bytes] = {}
+    engine = ProfileEngine(profiles, {}, SeenEvents(_Table(), 1))
+    offsets: dict[str, int] = {}
+    folded = 0
+    for event in generate(config):
+        if event.name not in PROFILE_EVENTS:
+            continue
+        offset = offsets[event.name] = offsets.get(event.name, -1) + 1
+        item = InputEvent(event.name, event.record, 0, None, "", 0, offset, 0, None)
+        for cid, state in engine.apply(event.name, [item]).changed.items():
+            profiles[cid.encode()] = encode_state(state)
+        folded += 1
+    values = list(profiles.values())
+    serialized = sum(map(len, values)) / len(values)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    table = {
+        f"C{i:09d}".encode(): bytes(memoryview(values[i % len(values)])) for i in range(customers)
+    }
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    del table
+    return {
+        "memory_customers": customers,
+        "memory_history_days": history_days,
+        "memory_sample_customers": len(values),
+        "memory_sample_events_per_customer": round(folded / len(values), 1),
+        "memory_serialized_bytes_per_customer": round(serialized),
+        "memory_serialized_max_bytes": max(map(len, values)),
+        "memory_tracemalloc_bytes_per_customer": round(used / customers),
+    }

@@ -1,0 +1,243 @@
+"""Applying one batch of one topic partition to the profile state (no Faust, no I/O).
+
+:class:`ProfileEngine` reads stored states through two :class:`Store` s (customer profiles and
+anonymous ids, JSON bytes per key), folds a batch, and returns a :class:`BatchResult`: the states
+to write back, the customers to re-mirror, and the links and merges to send. The processor
+(:mod:`processors.profiles.processor`) writes the states to Faust tables and sends the rest.
+
+Idempotence, per event:
+
+- **replay** (same topic and offset as one already folded, e.g. after a crash before the
+  offsets were committed): each state stores the last applied offset per source topic (``o``);
+  a customer's events of one topic all sit on one partition, whose offsets increase, so
+  ``offset <= o[topic]`` means "already in this state". Replays change nothing but re-send what
+  the first pass may have lost (mirror, snapshot, link or merge).
+- **duplicate** (same ``event_id``, other offset: a client retry): the dedupe window
+  (:class:`streams.batching.SeenEvents`, one "slot" per topic and partition) knows the ids of
+  the last ``settings.worker.dedupe_window_seconds`` of stream time; the duplicate is skipped.
+  That state is bounded by the window: blocks of ids older than it are dropped as the
+  partition's stream time moves on, so it holds at most (events per second of a partition) x
+  (window) ids. Duplicates older than the window are folded again (the documented limit).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from processors.profiles import stitching
+from processors.profiles.fold import (
+    FOLDS,
+    PROFILE_EVENTS,
+    TOPIC_CODES,
+    Profile,
+    anonymous_activity,
+    customer_of,
+    fold_channel,
+    merge_anonymous,
+    note_link,
+)
+from streams.batching import InputEvent
+
+_loads = json.loads
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: dedupe slots: one per (topic, partition); partitions per topic stay below this
+SLOT_SPAN = 1 << 16
+_SLOT_BASE = {name: (i + 1) * SLOT_SPAN for i, name in enumerate(TOPIC_CODES)}
+
+
+class Store(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class Dedupe(Protocol):
+    def first_offset(self, partition: int, event_id: str) -> int | None: ...
+
+    def note(self, partition: int, event_id: str, offset: int) -> None: ...
+
+
+def dedupe_slot(name: str, partition: int) -> int:
+    """The dedupe index a topic partition uses (distinct per topic: offsets are per topic)."""
+    return _SLOT_BASE[name] + partition
+
+
+def encode_state(state: Profile) -> bytes:
+    return _dumps(state).encode()
+
+
+def decode_state(raw: bytes | None) -> Profile:
+    return {} if not raw else _loads(raw)
+
+
+@dataclass
+class BatchResult:
+    #: customer id -> new state (write back, mirror, snapshot)
+    changed: dict[str, Profile] = field(default_factory=dict)
+    #: customer id -> unchanged state seen again in a replay (re-mirror, re-snapshot)
+    replayed: dict[str, Profile] = field(default_factory=dict)
+    #: anonymous id -> new state (write back)
+    anonymous: dict[str, Profile] = field(default_factory=dict)
+    #: anonymous id -> (customer id, at): links to send (keyed by the anonymous id)
+    links: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: anonymous id -> (customer id, version, activity): merges to send (keyed by customer)
+    merges: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
+    applied: int = 0
+    replays: int = 0
+    duplicates: int = 0
+    link_conflicts: int = 0
+
+
+class ProfileEngine:
+    """Folds batches into profile states (see the module doc for idempotence)."""
+
+    def __init__(self, profiles: Store, anonymous: Store, seen: Dedupe) -> None:
+        self.profiles = profiles
+        self.anonymous = anonymous
+        self.seen = seen
+
+    def apply(self, name: str, batch: Sequence[InputEvent]) -> BatchResult:
+        """Fold ``batch`` (events of one partition of ``name``'s topic)."""
+        if name == stitching.LINKS:
+            return self._links(batch)
+        if name == stitching.MERGES:
+            return self._merges(batch)
+        if name not in FOLDS:
+            raise ValueError(f"profiles: no fold for event type {name!r}; known: {PROFILE_EVENTS}")
+        return self._events(name, batch)
+
+    def _profile(self, cache: dict[str, Profile], cid: str) -> Profile:
+        state = cache.get(cid)
+        if state is None:
+            state = cache[cid] = decode_state(self.profiles.get(cid.encode()))
+        return state
+
+    def _anon(self, cache: dict[str, Profile], aid: str) -> Profile:
+        state = cache.get(aid)
+        if state is None:
+            state = cache[aid] = decode_state(self.anonymous.get(aid.encode()))
+        return state
+
+    def _events(self, name: str, batch: Sequence[InputEvent]) -> BatchResult:
+        result = BatchResult()
+        code = TOPIC_CODES[name]
+        fold = FOLDS[name]
+        interactions = name == "channel_interaction"
+        seen = self.seen
+        slot = dedupe_slot(name, batch[0].partition) if batch else 0
+        profiles: dict[str, Profile] = {}
+        anons: dict[str, Profile] = {}
+        changed = result.changed
+        for item in batch:
+            record = item.record
+            offset = item.offset
+            customer = customer_of(name, record)
+            if customer is None:
+                anonymous_id = record.get("anonymous_id") if interactions else None
+                if anonymous_id is None:
+                    continue  # not a customer's event (staff access, staff security flag)
+                key: str = anonymous_id
+                anonymous = True
+                state = self._anon(anons, key)
+            else:
+                key = customer
+                anonymous = False
+                state = self._profile(profiles, key)
+            offsets = state.get("o")
+            if offsets is None:
+                offsets = state["o"] = {}
+            if offset <= offsets.get(code, -1):
+                result.replays += 1
+                if anonymous:
+                    self._resend_merge(result, key, state)
+                else:
+                    if key not in changed:
+                        result.replayed[key] = state
+                    link = record.get("anonymous_id") if interactions else None
+                    if link is not None:
+                        result.links[link] = (key, record["occurred_at"])
+                continue
+            offsets[code] = offset
+            event_id = record["event_id"]
+            first = seen.first_offset(slot, event_id)
+            if first is not None and first != offset:
+                result.duplicates += 1
+            else:
+                if first is None:
+                    seen.note(slot, event_id, offset)
+                if anonymous:
+                    fold_channel(state, record)
+                    state["n"] = state.get("n", 0) + 1
+                else:
+                    fold(state, record)
+                    state["v"] = state.get("v", 0) + 1
+                    if interactions:
+                        link = record.get("anonymous_id")
+                        if link is not None and note_link(state, link):
+                            result.links[link] = (key, record["occurred_at"])
+                result.applied += 1
+            if anonymous:
+                result.anonymous[key] = state
+                self._resend_merge(result, key, state)
+            else:
+                changed[key] = state
+                result.replayed.pop(key, None)
+        return result
+
+    @staticmethod
+    def _resend_merge(result: BatchResult, aid: str, state: Profile) -> None:
+        customer = state.get("cust")
+        if customer is not None and state.get("n", 0) > 0:
+            result.merges[aid] = (customer, state["n"], anonymous_activity(state))
+
+    def _links(self, batch: Sequence[InputEvent]) -> BatchResult:
+        """On the anonymous id's partition: remember the customer, send the activity."""
+        result = BatchResult()
+        code = TOPIC_CODES[stitching.LINKS]
+        anons: dict[str, Profile] = {}
+        for item in batch:
+            record = item.record
+            aid = record["anonymous_id"]
+            cid = record["customer_id"]
+            state = self._anon(anons, aid)
+            offsets = state.setdefault("o", {})
+            if item.offset <= offsets.get(code, -1):
+                result.replays += 1
+            else:
+                offsets[code] = item.offset
+                result.anonymous[aid] = state
+                owner = state.get("cust")
+                if owner is None:
+                    state["cust"] = cid
+                    result.applied += 1
+                elif owner != cid:
+                    result.link_conflicts += 1
+                    continue
+            self._resend_merge(result, aid, state)
+        return result
+
+    def _merges(self, batch: Sequence[InputEvent]) -> BatchResult:
+        """On the customer's partition: keep the newest activity of each linked id."""
+        result = BatchResult()
+        code = TOPIC_CODES[stitching.MERGES]
+        profiles: dict[str, Profile] = {}
+        for item in batch:
+            record = item.record
+            cid = record["customer_id"]
+            state = self._profile(profiles, cid)
+            offsets = state.setdefault("o", {})
+            if item.offset <= offsets.get(code, -1):
+                result.replays += 1
+                if cid not in result.changed:
+                    result.replayed[cid] = state
+                continue
+            offsets[code] = item.offset
+            version, activity = record["version"], record["activity"]
+            if merge_anonymous(state, record["anonymous_id"], version, activity):
+                result.applied += 1
+            else:
+                result.duplicates += 1
+            result.changed[cid] = state
+            result.replayed.pop(cid, None)
+        return result

@@ -1,0 +1,194 @@
+"""The public shape of a profile: what Redis, the web view and ``profile_snapshot`` show.
+
+:func:`profile_view` turns the compact stored state (:mod:`processors.profiles.fold`) into
+named top-level attributes, merging in the activity of linked anonymous ids. Attributes that
+depend on the present (ages) are not stored; readers add them (:func:`with_ages`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from processors.profiles.fold import CLOSED_STATUSES, SEVERITIES, Profile
+from processors.profiles.segment import segment
+
+#: attributes of every view, in order (the Redis hash fields besides version/updated_at)
+ATTRIBUTES: tuple[str, ...] = (
+    "customer_id",
+    "channels",
+    "preferred_channel",
+    "last_seen_at",
+    "info_requests_online",
+    "info_requests_offline",
+    "transactions",
+    "products",
+    "open_feedback",
+    "oldest_open_feedback_at",
+    "survey_scores",
+    "consents",
+    "personalisation_opt_out",
+    "security_flags",
+    "logins",
+    "recommendations",
+    "chats",
+    "registration",
+    "erasure_requested_at",
+    "linked_anonymous_ids",
+    "segment",
+)
+_RECO_ACTIONS = ("impression", "click", "convert", "dismiss")
+_SNAPSHOT_NS = uuid.UUID("6f1f7a52-3c2e-4d59-9b0e-6c1d2b7c9a10")
+
+
+def _channels(p: Profile) -> tuple[dict[str, list[int]], list[int], int | None]:
+    """Channel counts, requests and last seen of the customer plus linked anonymous ids."""
+    channels = {name: list(entry) for name, entry in (p.get("c") or {}).items()}
+    requests = list(p.get("ir") or (0, 0))
+    seen = p.get("ls")
+    for _, activity in (p.get("a") or {}).values():
+        if not activity:
+            continue
+        for name, (count, last) in (activity.get("c") or {}).items():
+            entry = channels.get(name)
+            if entry is None:
+                channels[name] = [count, last]
+            else:
+                entry[0] += count
+                entry[1] = max(entry[1], last)
+        anon_requests = activity.get("ir")
+        if anon_requests:
+            requests[0] += anon_requests[0]
+            requests[1] += anon_requests[1]
+        anon_seen = activity.get("ls")
+        if anon_seen is not None and (seen is None or anon_seen > seen):
+            seen = anon_seen
+    return channels, requests, seen
+
+
+def preferred_channel(channels: dict[str, list[int]]) -> str | None:
+    """Most used channel; ties: the most recently used, then the name."""
+    if not channels:
+        return None
+    return max(channels.items(), key=lambda item: (item[1][0], item[1][1], item[0]))[0]
+
+
+def _transactions(p: Profile) -> dict[str, Any]:
+    by_category: dict[str, dict[str, Any]] = {}
+    count = 0
+    last = None
+    for key, (n, total, at) in sorted((p.get("t") or {}).items()):
+        category, currency = key.rsplit("|", 1)
+        entry = by_category.get(category)
+        if entry is None:
+            entry = by_category[category] = {
+                "count": 0,
+                "last_at": at,
+                "sum_minor": {},
+                "avg_minor": {},
+            }
+        entry["count"] += n
+        entry["last_at"] = max(entry["last_at"], at)
+        entry["sum_minor"][currency] = total
+        entry["avg_minor"][currency] = round(total / n, 2)
+        count += n
+        last = at if last is None else max(last, at)
+    return {"count": count, "last_at": last, "by_category": by_category}
+
+
+def profile_view(customer_id: str, p: Profile) -> dict[str, Any]:
+    """Every attribute of :data:`ATTRIBUTES` for stored profile ``p``."""
+    channels, requests, seen = _channels(p)
+    open_at = [
+        item[0]
+        for item in (p.get("f") or {}).values()
+        if item[0] is not None and item[1] not in CLOSED_STATUSES
+    ]
+    consents = {kind: bool(entry[0]) for kind, entry in sorted((p.get("k") or {}).items())}
+    flags = p.get("x")
+    logins = p.get("l")
+    chats = p.get("h")
+    registration = p.get("g")
+    view: dict[str, Any] = {
+        "customer_id": customer_id,
+        "channels": {
+            name: {"count": entry[0], "last_at": entry[1]}
+            for name, entry in sorted(channels.items())
+        },
+        "preferred_channel": preferred_channel(channels),
+        "last_seen_at": seen,
+        "info_requests_online": requests[0],
+        "info_requests_offline": requests[1],
+        "transactions": _transactions(p),
+        "products": sorted(pid for pid, entry in (p.get("p") or {}).items() if entry[0]),
+        "open_feedback": len(open_at),
+        "oldest_open_feedback_at": min(open_at) if open_at else None,
+        "survey_scores": {dim: entry[0] for dim, entry in sorted((p.get("s") or {}).items())},
+        "consents": consents,
+        "personalisation_opt_out": consents.get("personalisation") is False,
+        "security_flags": {
+            "count": flags[0] if flags else 0,
+            "last_at": flags[1] if flags else None,
+            "max_severity": SEVERITIES[flags[2]] if flags else None,
+        },
+        "logins": {
+            "success": logins[0] if logins else 0,
+            "failure": logins[1] if logins else 0,
+            "last_at": logins[2] if logins and logins[2] >= 0 else None,
+        },
+        "recommendations": dict(zip(_RECO_ACTIONS, p.get("r") or (0, 0, 0, 0), strict=True)),
+        "chats": {"count": chats[0] if chats else 0, "last_at": chats[1] if chats else None},
+        "registration": (
+            {
+                "bank_segment": registration[1],
+                "risk_profile": registration[2],
+                "customer_since": registration[3],
+            }
+            if registration
+            else None
+        ),
+        "erasure_requested_at": p.get("e"),
+        "linked_anonymous_ids": len(p.get("a") or ()),
+    }
+    view["segment"] = segment(view)
+    return view
+
+
+def with_ages(view: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
+    """``view`` plus attributes that depend on the present (computed at read time)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    oldest = view.get("oldest_open_feedback_at")
+    return {
+        **view,
+        "oldest_open_feedback_age_seconds": None if oldest is None else (now_ms - oldest) / 1000,
+    }
+
+
+def snapshot_record(view: dict[str, Any], version: int, now_ms: int) -> dict[str, Any]:
+    """The ``profile_snapshot`` event of a view (event id stable per customer and version)."""
+    customer_id = view["customer_id"]
+    return {
+        "event_id": str(uuid.uuid5(_SNAPSHOT_NS, f"{customer_id}:{version}")),
+        "occurred_at": now_ms,
+        "customer_id": customer_id,
+        "version": version,
+        "channel_counts": {name: entry["count"] for name, entry in view["channels"].items()},
+        "preferred_channel": view["preferred_channel"],
+        "last_seen_at": view["last_seen_at"],
+        "info_requests_online": view["info_requests_online"],
+        "info_requests_offline": view["info_requests_offline"],
+        "transaction_count": view["transactions"]["count"],
+        "transaction_sum_minor": sum(
+            total
+            for entry in view["transactions"]["by_category"].values()
+            for total in entry["sum_minor"].values()
+        ),
+        "products": view["products"],
+        "open_feedback": view["open_feedback"],
+        "oldest_open_feedback_at": view["oldest_open_feedback_at"],
+        "survey_scores": view["survey_scores"],
+        "consents": view["consents"],
+        "segment": view["segment"],
+        "security_flags": view["security_flags"]["count"],
+    }

@@ -1,0 +1,373 @@
+"""Live profiles end to end: simulated events -> Kafka -> ``cxstream worker -p profiles`` -> Redis.
+
+One test in phases (one stack, one topic prefix): after each phase every customer's Redis hash
+must equal the profile recomputed here, independently and simply, from the events published so
+far (client retries included, which must not count):
+
+1. one worker;
+2. the worker is SIGKILLed while events arrive, then restarted (its table recovers from the
+   changelog; replays after the kill must not double-count);
+3. a second worker joins the group (partitions move), more events;
+4. the first worker stops; its partitions move to the second, more events; the second's web
+   view answers for any customer (routing) and 404 for an unknown one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from cxstream.settings import Settings
+from cxstream.simulate.config import SimulationConfig
+from cxstream.simulate.traffic import generate
+from processors.profiles.mirror import read_profile
+from processors.profiles.segment import segment
+from streams.codec import build_codec
+from streams.producer import EventProducer
+from tests.integration.test_kafka_roundtrip import (
+    CXSTREAM,
+    settings_fixture,  # noqa: F401 (the `settings` fixture, shared)
+    worker_env,
+)
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+START = 1_780_000_000_000
+ONLINE = {"web", "app", "social", "chat"}
+REQUESTS = {"information_request", "service_request"}
+SELF_SEEN = {
+    "channel_interaction", "chat_session", "customer_registered", "feedback_submitted",
+    "survey_response", "transaction", "product_holding_changed", "access_event",
+    "recommendation_feedback", "consent_changed", "erasure_requested",
+}  # fmt: skip
+SEVERITY = ["low", "medium", "high", "critical"]
+
+
+# -- the independent recomputation -----------------------------------------------------------
+
+
+def expected_profiles(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Profiles from scratch: per customer, plain loops over that customer's events."""
+    unique: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, record in events:
+        unique.setdefault(record["event_id"], (name, record))  # client retries count once
+    links: dict[str, str] = {}
+    by_customer: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    anonymous: dict[str, list[dict[str, Any]]] = {}
+    for name, r in unique.values():
+        if name in ("access_event", "security_flag"):
+            cid = r["principal_id"] if r["principal_type"] == "customer" else None
+        else:
+            cid = r.get("customer_id")
+        if cid is None:
+            if name == "channel_interaction":
+                anonymous.setdefault(r["anonymous_id"], []).append(r)
+            continue
+        by_customer.setdefault(cid, []).append((name, r))
+        if name == "channel_interaction" and r.get("anonymous_id"):
+            links.setdefault(r["anonymous_id"], cid)
+    for aid, cid in links.items():
+        by_customer[cid].extend(("anonymous", r) for r in anonymous.get(aid, []))
+    return {cid: _profile(cid, evs, links) for cid, evs in by_customer.items()}
+
+
+def _latest(old: tuple[Any, int] | None, value: Any, at: int) -> tuple[Any, int]:
+    return (value, at) if old is None or (at, value) > (old[1], old[0]) else old
+
+
+def _profile(cid: str, events: list[tuple[str, dict[str, Any]]], links: dict[str, str]) -> dict:
+    channels: dict[str, dict[str, int]] = {}
+    online = offline = 0
+    seen: int | None = None
+    tx: dict[str, dict[str, Any]] = {}
+    tx_count, tx_last = 0, None
+    products: dict[str, tuple[int, int]] = {}
+    feedback: dict[str, dict[str, Any]] = {}
+    surveys: dict[str, tuple[int, int]] = {}
+    consents: dict[str, tuple[bool, int]] = {}
+    flags, flag_last, flag_sev = 0, None, -1
+    logins = {"success": 0, "failure": 0, "last_at": None}
+    recos = {"impression": 0, "click": 0, "convert": 0, "dismiss": 0}
+    chats = {"count": 0, "last_at": None}
+    registration, reg_at = None, None
+    erasure = None
+    for name, r in events:
+        at = r["occurred_at"]
+        if name in SELF_SEEN or name == "anonymous":
+            seen = at if seen is None else max(seen, at)
+        if name in ("channel_interaction", "anonymous"):
+            entry = channels.setdefault(r["channel"], {"count": 0, "last_at": at})
+            entry["count"] += 1
+            entry["last_at"] = max(entry["last_at"], at)
+            if r["action"] in REQUESTS:
+                if r["channel"] in ONLINE:
+                    online += 1
+                else:
+                    offline += 1
+        elif name == "transaction":
+            cat = tx.setdefault(
+                r["category"], {"count": 0, "last_at": at, "sum_minor": {}, "avg_minor": {}}
+            )
+            cat["count"] += 1
+            cat["last_at"] = max(cat["last_at"], at)
+            cat["sum_minor"][r["currency"]] = (
+                cat["sum_minor"].get(r["currency"], 0) + r["amount_minor"]
+            )
+            tx_count += 1
+            tx_last = at if tx_last is None else max(tx_last, at)
+        elif name == "product_holding_changed":
+            held = 1 if r["change"] == "opened" else 0
+            old = products.get(r["product_id"])
+            # later wins; in the same millisecond "closed" wins
+            if old is None or (at, -held) > (old[1], -old[0]):
+                products[r["product_id"]] = (held, at)
+        elif name == "feedback_submitted":
+            feedback.setdefault(r["feedback_id"], {})["submitted"] = at
+        elif name == "feedback_status_changed":
+            item = feedback.setdefault(r["feedback_id"], {})
+            item["status"] = _latest(item.get("status"), r["status"], at)
+        elif name == "survey_response":
+            surveys[r["dimension"]] = _latest(surveys.get(r["dimension"]), r["score"], at)
+        elif name == "consent_changed":
+            old_c = consents.get(r["consent"])
+            if old_c is None or (at, not r["granted"]) > (old_c[1], not old_c[0]):
+                consents[r["consent"]] = (r["granted"], at)
+        elif name == "security_flag":
+            flags += 1
+            flag_last = at if flag_last is None else max(flag_last, at)
+            flag_sev = max(flag_sev, SEVERITY.index(r["severity"]))
+        elif name == "access_event":
+            if r["action"] == "login_success":
+                logins["success"] += 1
+                logins["last_at"] = max(logins["last_at"] or at, at)
+            elif r["action"] == "login_failure":
+                logins["failure"] += 1
+        elif name == "recommendation_feedback":
+            recos[r["action"]] += 1
+        elif name == "chat_session":
+            chats["count"] += 1
+            chats["last_at"] = max(chats["last_at"] or at, at)
+        elif name == "customer_registered":
+            key = (at, r["segment"], r["risk_profile"], r["customer_since"])
+            if reg_at is None or key > reg_at:
+                reg_at = key
+                registration = {
+                    "bank_segment": r["segment"],
+                    "risk_profile": r["risk_profile"],
+                    "customer_since": r["customer_since"],
+                }
+        elif name == "erasure_requested":
+            erasure = at if erasure is None else min(erasure, at)
+    for cat in tx.values():
+        for currency, total in cat["sum_minor"].items():
+            cat["avg_minor"][currency] = round(total / cat["count"], 2)
+    open_at = [
+        item["submitted"]
+        for item in feedback.values()
+        if "submitted" in item and (item.get("status") or ("",))[0] != "resolved"
+    ]
+    best = max(channels.items(), key=lambda c: (c[1]["count"], c[1]["last_at"], c[0]), default=None)
+    profile = {
+        "customer_id": cid,
+        "channels": dict(sorted(channels.items())),
+        "preferred_channel": best[0] if best else None,
+        "last_seen_at": seen,
+        "info_requests_online": online,
+        "info_requests_offline": offline,
+        "transactions": {"count": tx_count, "last_at": tx_last, "by_category": tx},
+        "products": sorted(p for p, (held, _) in products.items() if held),
+        "open_feedback": len(open_at),
+        "oldest_open_feedback_at": min(open_at) if open_at else None,
+        "survey_scores": {d: s for d, (s, _) in sorted(surveys.items())},
+        "consents": {k: g for k, (g, _) in sorted(consents.items())},
+        "personalisation_opt_out": consents.get("personalisation", (True, 0))[0] is False,
+        "security_flags": {
+            "count": flags,
+            "last_at": flag_last,
+            "max_severity": SEVERITY[flag_sev] if flags else None,
+        },
+        "logins": logins,
+        "recommendations": recos,
+        "chats": chats,
+        "registration": registration,
+        "erasure_requested_at": erasure,
+        "linked_anonymous_ids": sum(1 for c in links.values() if c == cid),
+    }
+    profile["segment"] = segment(profile)
+    return profile
+
+
+# -- the stream ------------------------------------------------------------------------------
+
+
+def _events() -> list[tuple[str, dict[str, Any]]]:
+    config = SimulationConfig(start_ms=START, duration_ms=None, max_events=12_000, customers=150)
+    events = [(e.name, e.record) for e in generate(config)]
+    # security flags on some customers (the detector's output; here made by hand)
+    for i, (name, record) in enumerate(events[:4000:97]):
+        if name == "customer_registered":
+            flag = {
+                "event_id": f"00000000-0000-4000-8000-{i:012d}",
+                "occurred_at": record["occurred_at"] + 1000,
+                "flag_id": f"flag-{i}",
+                "principal_id": record["customer_id"],
+                "principal_type": "customer",
+                "customer_id": record["customer_id"],
+                "severity": SEVERITY[i % 4],
+                "rule": "test",
+                "score": None,
+                "explanation": "test flag",
+                "evidence_event_ids": [],
+            }
+            events.append(("security_flag", flag))
+    return events
+
+
+def _publish(producer: EventProducer, events: list[tuple[str, dict[str, Any]]]) -> None:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for name, record in events:
+        by_name.setdefault(name, []).append(record)
+    for name, records in by_name.items():
+        producer.produce_many(name, records)
+    producer.flush(30)
+
+
+def _redis_profiles(settings: Settings, customers: list[str]) -> dict[str, dict[str, Any] | None]:
+    async def read() -> dict[str, dict[str, Any] | None]:
+        client = Redis.from_url(settings.redis.url)
+        try:
+            found = {}
+            for cid in customers:
+                profile = await read_profile(client, settings, cid)
+                if profile is not None:
+                    for extra in ("version", "updated_at", "oldest_open_feedback_age_seconds"):
+                        profile.pop(extra)
+                found[cid] = profile
+            return found
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
+
+
+def _wait_equal(
+    settings: Settings, events: list[tuple[str, dict[str, Any]]], logs: list[Path], what: str
+) -> None:
+    expected = expected_profiles(events)
+    deadline = time.monotonic() + 90
+    diff: list[str] = []
+    while time.monotonic() < deadline:
+        actual = _redis_profiles(settings, sorted(expected))
+        diff = [cid for cid in expected if actual[cid] != expected[cid]]
+        if not diff:
+            return
+        time.sleep(1.0)
+    cid = diff[0]
+    tails = "\n".join(log.read_text(errors="replace")[-1500:] for log in logs if log.exists())
+    raise AssertionError(
+        f"{what}: {len(diff)} of {len(expected)} profiles differ, e.g. {cid}:\n"
+        f"redis:    {_redis_profiles(settings, [cid])[cid]}\nexpected: {expected[cid]}\n{tails}"
+    )
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {"a": settings.worker.web_port, "b": free_port()}
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        env = worker_env(settings, PYTHONPATH=str(REPO))
+        env["CX_WORKER__WEB_PORT"] = str(ports[name])
+        env["CX_WORKER__DATA_DIR"] = str(tmp_path / f"worker-{name}")
+        env["CX_REDIS__URL"] = settings.redis.url
+        with (tmp_path / f"worker-{name}.log").open("ab") as out:
+            procs[name] = subprocess.Popen(
+                [CXSTREAM, "worker", "-p", "profiles", "--no-ensure-topics"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return procs[name]
+
+    try:
+        yield {"start": start, "procs": procs, "ports": ports, "logs": tmp_path}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _get(port: int, cid: str) -> tuple[int, dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/v1/profiles/{cid}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_profiles_equal_recomputation_through_kill_and_rebalance(
+    settings: Settings, workers: dict[str, Any]
+) -> None:
+    events = _events()
+    quarter = len(events) // 4
+    parts = [events[i * quarter : (i + 1) * quarter] for i in range(3)] + [events[3 * quarter :]]
+    # client retries: some events sent again under new offsets
+    parts[1] = parts[1] + parts[0][::40]
+    logs = [workers["logs"] / "worker-a.log", workers["logs"] / "worker-b.log"]
+    published: list[tuple[str, dict[str, Any]]] = []
+    with EventProducer(settings, build_codec(settings)) as producer:
+        a = workers["start"]("a")
+        _publish(producer, parts[0])
+        published += parts[0]
+        _wait_equal(settings, published, logs, "phase 1 (one worker)")
+
+        half = len(parts[1]) // 2
+        _publish(producer, parts[1][:half])
+        time.sleep(1.0)  # let it take some of them, then kill it mid-stream
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        _publish(producer, parts[1][half:])
+        published += parts[1]
+        a = workers["start"]("a")
+        _wait_equal(settings, published, logs, "phase 2 (after SIGKILL and restart)")
+
+        workers["start"]("b")
+        _publish(producer, parts[2])
+        published += parts[2]
+        _wait_equal(settings, published, logs, "phase 3 (two workers)")
+
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(timeout=30) == 0
+        _publish(producer, parts[3])
+        published += parts[3]
+        _wait_equal(settings, published, logs, "phase 4 (the second worker alone)")
+
+    expected = expected_profiles(published)
+    port_b = workers["ports"]["b"]
+    for cid in sorted(expected)[:5]:
+        status, body = _get(port_b, cid)
+        assert status == 200, body
+        assert body["channels"] == expected[cid]["channels"]
+        assert body["segment"] == expected[cid]["segment"]
+    status, body = _get(port_b, "no-such-customer")
+    assert status == 404
+    assert body["error"] == "not_found"
