@@ -3,16 +3,33 @@
 - click-through of the River bandit vs random vs popularity (and an oracle that knows the hidden
   preferences, the ceiling of this simulator), same seed, same visits, Wilson 95 % intervals;
   each policy learns online from its own feedback (``LocalRecommender``: the processor's code);
-- learning rate: feedback events applied per second by the learner (join + River learn);
+- learning rate: feedback events applied per second by the learner in process (join + River
+  learn), and through a real ``cxstream worker --processor reco`` from Kafka (the bandit run's
+  feedback preloaded; first to last event learned, from the worker's stats), with the raw
+  confluent-kafka consume + decode rate of the same events as the reference;
+- restart to serving: the worker is killed (SIGKILL) after its checkpoints, restarted, and timed
+  until it serves a list to a new customer from the restored models. A killed member holds its
+  partitions until the broker's session timeout, so the figure is bounded below by
+  ``session_timeout`` (option; 6 s is the broker's minimum, the settings' default is 45 s);
 - top-5 lookup p99 from Redis directly (GET of the served JSON), if Redis answers.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
+import uuid
+from pathlib import Path
 from typing import Any
 
+from cxstream.errors import ServiceError
 from cxstream.settings import Settings
 from cxstream.simulate.config import SimulationConfig
 from cxstream.simulate.loop import ClosedLoop
@@ -147,6 +164,193 @@ def _redis_lookup_p99(settings: Settings, n: int = 20_000) -> dict[str, Any]:
     }
 
 
+class _Worker:
+    """``cxstream worker --processor reco`` as a subprocess, as deployed."""
+
+    def __init__(self, settings: Settings, session_timeout: float, log: Any) -> None:
+        kafka, worker = settings.kafka, settings.worker
+        self.port = worker.web_port
+        self.log = log
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")} | {
+            "CX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CX_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+            "CX_KAFKA__PARTITIONS": str(kafka.partitions),
+            "CX_REDIS__URL": settings.redis.url,
+            "CX_WORKER__APP_ID": worker.app_id,
+            "CX_WORKER__WEB_PORT": str(worker.web_port),
+            "CX_WORKER__DATA_DIR": str(worker.data_dir),
+            "CX_WORKER__SESSION_TIMEOUT_SECONDS": str(session_timeout),
+            "CX_RECO__CHECKPOINT_INTERVAL_SECONDS": "1",
+            "CX_LOG_LEVEL": "WARNING",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = Path(sys.executable).with_name("cxstream")
+        self.proc = subprocess.Popen(
+            [str(command), "worker", "-p", "reco", "--no-ensure-topics"], env=self.env,
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def stats(self) -> dict[str, Any] | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.log.seek(0)
+            tail = self.log.read().decode(errors="replace")[-3000:]
+            raise ServiceError(f"bench reco: the worker exited ({self.proc.returncode}):\n{tail}")
+        try:
+            url = f"http://127.0.0.1:{self.port}/v1/stats/reco"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                data: dict[str, Any] = json.load(response)
+                return data
+        except OSError:
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _wait(what: str, condition: Any, timeout: float, poll: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise ServiceError(f"bench reco: timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _quiet(value: Any, seconds: float, timeout: float) -> None:
+    """Wait until ``value()`` stayed the same for ``seconds``."""
+    deadline = time.monotonic() + timeout
+    last, since = value(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = value()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= seconds:
+            return
+    raise ServiceError(f"bench reco: still changing after {timeout:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_figures(
+    settings: Settings,
+    loop: ClosedLoop,
+    feedback: list[tuple[str, dict[str, Any]]],
+    *,
+    session_timeout: float,
+) -> dict[str, Any]:
+    """Learning rate through a real worker from Kafka, and its restart to serving."""
+    import redis
+
+    from cxstream.bench.sink import raw_consume_decode
+    from streams.codec import build_codec
+    from streams.producer import EventProducer
+    from streams.topics import delete_topics, ensure_topics, platform_topics
+
+    run_id = uuid.uuid4().hex[:8]
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-reco-"))
+    settings = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={"topic_prefix": f"{settings.kafka.topic_prefix}-bench-reco-{run_id}"}
+            ),
+            "worker": settings.worker.model_copy(
+                update={
+                    "app_id": f"bench-reco-{run_id}",
+                    "web_port": _free_port(),
+                    "data_dir": data_dir,
+                }
+            ),
+        }
+    )
+    specs = platform_topics(settings)
+    ensure_topics(settings, specs)
+    client = redis.Redis.from_url(settings.redis.url)
+    prefix = settings.kafka.topic_prefix
+    log = tempfile.TemporaryFile()  # noqa: SIM115
+    worker = _Worker(settings, session_timeout, log)
+    figures: dict[str, Any] = {"worker_session_timeout_s": session_timeout}
+    try:
+        with EventProducer(settings, build_codec(settings)) as producer:
+            for event in loop.registrations():
+                producer.produce(event.name, event.record)
+            producer.produce_many("recommendation_feedback", [record for _, record in feedback])
+            producer.flush()
+        n = len(feedback)
+        figures["worker_feedback_events"] = n
+        worker.start()
+        first = _wait(
+            "the worker's first learned feedback",
+            lambda: (s := worker.stats()) and s["learned_events"] > 0 and time.perf_counter(),
+            120,
+        )
+        done = _wait(
+            "every feedback event learned",
+            lambda: (s := worker.stats()) and s["learned_events"] >= n and time.perf_counter(),
+            300,
+        )
+        learned = worker.stats() or {}
+        if learned["learned_events"] != n:
+            raise ServiceError(f"bench reco: worker learned {learned['learned_events']} of {n}")
+        figures["worker_learning_events_per_s"] = n / max(done - first, 1e-9)
+        figures["raw_consume_decode_events_per_s"] = raw_consume_decode(
+            settings, settings.topic("recommendation_feedback"), n
+        )
+        figures["worker_learning_share_of_raw"] = (
+            figures["worker_learning_events_per_s"] / figures["raw_consume_decode_events_per_s"]
+        )
+        # every partition checkpointed with everything learned (no save for 2 s: nothing new
+        # left to save, the interval is 1 s), then kill -9
+        keys = [
+            f"{prefix}:reco-checkpoint:{settings.worker.app_id}:{p}"
+            for p in range(settings.kafka.partitions)
+        ]
+        _wait("a checkpoint of every partition", lambda: client.exists(*keys) == len(keys), 30)
+        _quiet(lambda: (worker.stats() or {}).get("checkpoints_saved"), 2.0, 30)
+        updates_before = learned["model_updates"]
+        worker.kill()
+        newcomer = f"C9{run_id[:7].upper()}"
+        started = time.perf_counter()
+        worker.start()
+        with EventProducer(settings, build_codec(settings)) as producer:
+            record = dict(next(e for e in loop.registrations()).record)
+            record.update(event_id=str(uuid.uuid4()), customer_id=newcomer)
+            producer.produce("customer_registered", record)
+            producer.flush()
+        _wait("a list for a new customer", lambda: client.exists(f"{prefix}:reco:{newcomer}"), 120)
+        figures["restart_to_serving_s"] = time.perf_counter() - started
+        after = worker.stats() or {}
+        figures["restart_restored_from_checkpoint"] = after.get("restored_from_checkpoint")
+        figures["restart_model_updates_before_kill"] = updates_before
+        figures["restart_model_updates_restored"] = after.get("model_updates")
+        worker.stop()
+    finally:
+        worker.stop()
+        log.close()
+        delete_topics(settings, [spec.name for spec in specs])
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    return figures
+
+
 def run(
     settings: Settings,
     *,
@@ -154,6 +358,8 @@ def run(
     visits: int = 60_000,
     seed: int = 7,
     shown: int = 1,
+    worker: bool = True,
+    session_timeout: float = 6.0,
 ) -> dict[str, Any]:
     config = SimulationConfig(
         start_ms=START_MS, seed=seed, customers=customers, duration_ms=None, max_events=1
@@ -185,4 +391,11 @@ def run(
         settings, results["river_bandit"]["_feedback"]
     )
     figures.update(_redis_lookup_p99(settings))
+    if worker:
+        figures.update(
+            worker_figures(
+                settings, ClosedLoop(config, shown=shown), results["river_bandit"]["_feedback"],
+                session_timeout=session_timeout,
+            )
+        )  # fmt: skip
     return figures

@@ -15,7 +15,12 @@ from cxstream.simulate import records
 from cxstream.simulate.catalogue import PRODUCT_TYPES, PRODUCTS
 from cxstream.simulate.engine import Engine
 from cxstream.simulate.feedback import FeedbackDesk, Surveys
-from cxstream.simulate.population import Customer, StaffMember
+from cxstream.simulate.population import (
+    Customer,
+    StaffMember,
+    click_probability,
+    conversion_probability,
+)
 from cxstream.simulate.reference import (
     CHANNEL_SOURCES,
     CHAT_OPENERS,
@@ -33,17 +38,11 @@ _RESOLVED = {
     "web": 0.85, "app": 0.88, "social": 0.7, "chat": 0.8, "phone": 0.9, "branch": 0.95,
     "atm": 0.97,
 }  # fmt: skip
-#: click-through falls with the position in the list shown
-_POSITION_FACTOR = (1.0, 0.75, 0.55)
 _DESK_AGENT = "CXBank-Desk/5.2"
 _N_INFO = len(INFO_TOPICS)
 _N_SERVICE = len(SERVICE_TOPICS)
 
 Visit = Callable[[Customer, int, City], int]
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 class Behaviours:
@@ -329,12 +328,12 @@ class Behaviours:
             ))  # fmt: skip
         for position, product in enumerate(shown, 1):
             affinity = c.preferences[product]
-            if rng.random() < _sigmoid(-2.0 + 1.3 * affinity) * _POSITION_FACTOR[position - 1]:
+            if rng.random() < click_probability(affinity, position):
                 t += 2_000 + int(rng.random() * 18_000)
                 eng.push(t, "recommendation_feedback", records.recommendation_feedback(
                     eng.uuid(), t, cid, rec_id, product, "click", position, channel, src,
                 ))  # fmt: skip
-                if rng.random() < _sigmoid(-1.2 + affinity):
+                if rng.random() < conversion_probability(affinity):
                     t += 30_000 + int(rng.random() * 150_000)
                     eng.push(t, "recommendation_feedback", records.recommendation_feedback(
                         eng.uuid(), t, cid, rec_id, product, "convert", position, channel, src,

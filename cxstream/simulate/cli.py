@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,11 @@ from cxstream.simulate.config import (
     parse_duration,
     parse_start,
 )
+
+if TYPE_CHECKING:
+    from cxstream.settings import Settings
+    from cxstream.simulate.config import SimulationConfig
+    from cxstream.simulate.publish import PublishReport
 
 #: erasure requests per customer per day with ``--erasures``
 ERASURE_RATE = 0.0005
@@ -86,6 +92,21 @@ def _scenario_counts(raw: tuple[str, ...], none: bool) -> dict[str, int] | None:
 )
 @click.option("--no-scenarios", is_flag=True, help="Inject no security scenarios.")
 @click.option("--dry-run", is_flag=True, help="Generate and encode, but send nothing.")
+@click.option(
+    "--closed-loop",
+    "closed_loop",
+    type=int,
+    default=None,
+    metavar="VISITS",
+    help="After the traffic (generated without its own recommendation lists), VISITS visits "
+    "of the same customers react to the lists cxstream serves in Redis (cxstream.simulate.loop).",
+)
+@click.option(
+    "--visit-rate",
+    default=100.0,
+    show_default=True,
+    help="Closed-loop visits per second cap (0 = no cap).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(
     customers: int,
@@ -103,6 +124,8 @@ def simulate(
     scenarios: tuple[str, ...],
     no_scenarios: bool,
     dry_run: bool,
+    closed_loop: int | None,
+    visit_rate: float,
     as_json: bool,
 ) -> None:
     """Publish realistic synthetic traffic of a bank to the cxstream topics.
@@ -137,6 +160,9 @@ def simulate(
         erasure_per_customer_per_day=ERASURE_RATE if erasures else 0.0,
         scenarios=_scenario_counts(scenarios, no_scenarios),
     )
+    if closed_loop is not None:
+        # in the closed loop the lists come from the recommender, not from the generator
+        base = dataclasses.replace(base, recommendation_per_online_visit=0.0)
     if start is None:
         # default: the span ends now; floored to the minute so that it is easy to repeat
         start_ms = (int(time.time() * 1000) - base.span_ms()) // MINUTE_MS * MINUTE_MS
@@ -156,6 +182,8 @@ def simulate(
         report = runner(settings, config, rate=rate, speedup=speedup, progress=progress)
 
     summary = report.to_json()
+    if closed_loop is not None and not dry_run and not report.interrupted:
+        summary["closed_loop"] = _closed_loop(settings, config, closed_loop, visit_rate, report)
     summary["labels_path"] = str(labels_path) if labels_path is not None else None
     summary["topic_prefix"] = settings.kafka.topic_prefix
     if as_json:
@@ -164,6 +192,20 @@ def simulate(
         _print_summary(summary, per_type=not tty)  # the live table already showed the types
     if report.interrupted:
         sys.exit(130)
+
+
+def _closed_loop(
+    settings: Settings, config: SimulationConfig, visits: int, rate: float, report: PublishReport
+) -> dict[str, int]:
+    from cxstream.simulate.loop import ClosedLoop, run_against_redis
+    from streams.codec import build_codec
+    from streams.producer import EventProducer
+
+    loop = ClosedLoop(config)
+    # event time goes on after the generated traffic
+    loop.now_ms = max(loop.now_ms, report.last_sim_ms or config.start_ms)
+    with EventProducer(settings, build_codec(settings)) as producer:
+        return run_against_redis(loop, settings, producer, visits, rate=rate)
 
 
 def _print_summary(summary: dict[str, object], *, per_type: bool = True) -> None:
@@ -185,6 +227,12 @@ def _print_summary(summary: dict[str, object], *, per_type: bool = True) -> None
     if summary["labels_path"]:
         labels += f" -> {summary['labels_path']}"
     click.echo(labels)
+    loop = summary.get("closed_loop")
+    if isinstance(loop, dict):
+        click.echo(
+            f"closed loop: {loop['visits']:,} visits, {loop['served_visits']:,} with a served "
+            f"list, {loop['events']:,} reaction events"
+        )
     click.echo(
         f"replay: --seed {config['seed']} --start {config['start']} --customers "
         f"{config['customers']} --staff {config['staff']}"

@@ -20,11 +20,15 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from cxstream.simulate import records
-from cxstream.simulate.activities import _POSITION_FACTOR, _sigmoid
 from cxstream.simulate.catalogue import PRODUCT_TYPES
 from cxstream.simulate.config import SimulationConfig
 from cxstream.simulate.ids import uuid4_from
-from cxstream.simulate.population import Customer, build_population
+from cxstream.simulate.population import (
+    Customer,
+    build_population,
+    click_probability,
+    conversion_probability,
+)
 from cxstream.simulate.traffic import SimEvent
 
 if TYPE_CHECKING:
@@ -92,11 +96,10 @@ class ClosedLoop:
         ]  # fmt: skip
         for pos, product in enumerate(shown, 1):
             affinity = c.preferences.get(product, -3.0)
-            factor = _POSITION_FACTOR[min(pos, len(_POSITION_FACTOR)) - 1]
-            if rng.random() < _sigmoid(-2.0 + 1.3 * affinity) * factor:
+            if rng.random() < click_probability(affinity, pos):
                 t += 2_000 + int(rng.random() * 18_000)
                 out.append(self._feedback(rng, t, cid, rec_id, product, "click", pos, channel))
-                if product not in c.holdings and rng.random() < _sigmoid(-1.2 + affinity):
+                if product not in c.holdings and rng.random() < conversion_probability(affinity):
                     t += 30_000 + int(rng.random() * 150_000)
                     out.append(
                         self._feedback(rng, t, cid, rec_id, product, "convert", pos, channel)
@@ -136,12 +139,21 @@ def redis_lookup(settings: Settings) -> Lookup:
 
 
 def run_against_redis(
-    loop: ClosedLoop, settings: Settings, producer: EventProducer, visits: int
-) -> dict[str, int]:
-    """``visits`` visits reacting to the lists in Redis; events go out through ``producer``."""
+    loop: ClosedLoop, settings: Settings, producer: EventProducer, visits: int,
+    *, rate: float = 0.0,
+) -> dict[str, int]:  # fmt: skip
+    """``visits`` visits reacting to the lists in Redis; events go out through ``producer``.
+
+    ``rate`` caps visits per wall-clock second (0 = as fast as possible).
+    """
+    from cxstream.simulate.pacing import TokenBucket
+
     lookup = redis_lookup(settings)
+    bucket = TokenBucket(rate) if rate > 0 else None
     counts = {"visits": 0, "served_visits": 0, "events": 0}
     for customer in loop.visits(visits):
+        if bucket is not None:
+            bucket.take()
         events = loop.react(customer, lookup(customer.customer_id))
         counts["visits"] += 1
         counts["served_visits"] += bool(events)

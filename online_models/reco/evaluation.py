@@ -41,6 +41,12 @@ class WindowCounts:
             else 0.0,
             "coverage": len(self.products_served) / len(PRODUCT_IDS),
             "active_customers": active,
+            # numerators and denominators, for partial KPI rows that sum over partitions
+            "lists_shown": len(self.lists_shown),
+            "lists_hit": len(self.lists_hit),
+            "products_served": len(self.products_served),
+            "catalogue_size": len(PRODUCT_IDS),
+            "served_active": len(self.served & self.active),
             "personalised_share": len(self.served & self.active) / active if active else 0.0,
         }
 

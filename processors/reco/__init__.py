@@ -7,7 +7,7 @@ erasure_requested; see :mod:`processors.reco.processor`. Stats at ``GET /v1/stat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import faust
@@ -36,6 +36,23 @@ def register(app: faust.App, context: AppContext) -> None:
     processor = RecoProcessor(settings, context, table, client)
     for event in EVENTS:
         context.batch_agent(event, processor.handle, step=NAME)
+
+    # learners follow their partitions (processors.reco.processor: one learner per partition)
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        processor.on_revoked(revoked)
+
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        # partitions kept through the rebalance were released on revocation: load them again
+        processor.on_assigned(assigned)
+
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        # after the consumer stopped: the last batches are in the learners
+        processor.save_all()
+
+    # mode's handler type wants a keyword-only ``signal``; ours take it in **kwargs
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+    app.on_before_shutdown.connect(cast(Any, on_shutdown))
 
     def stats() -> dict[str, Any]:
         return processor.stats()

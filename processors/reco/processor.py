@@ -3,12 +3,18 @@
 Per event, in partition order: the customer's state (Faust table ``reco-customers``, written
 under :func:`streams.batching.acting_for` so its changelog partition is the source partition)
 is updated unless the event's offset is at or below the one the state already holds (replay);
-feedback and conversions go to the :class:`~online_models.reco.learner.Learner` unless its
-checkpointed offsets already include them. After the batch, touched customers whose context or
-model moved enough get a new list: SET in Redis (``<prefix>:reco:<customer id>``) and a
-``recommendation`` event (with the propensity of every item). The learner is checkpointed to
-Redis with its offsets every ``checkpoint_interval_seconds``; at start it is restored and the
-feedback between its offsets and the group's committed ones is read back (:mod:`.gaps`).
+feedback and conversions go to the :class:`~online_models.reco.learner.Learner` *of that
+source partition* unless its checkpointed offsets already include them. After the batch, touched
+customers whose context or model moved enough get a new list: SET in Redis
+(``<prefix>:reco:<customer id>``) and a ``recommendation`` event (with the propensity of every
+item).
+
+One learner per source partition (see :mod:`online_models.reco.checkpoint` for why): it is
+checkpointed to Redis with its offsets (``<prefix>:reco-checkpoint:<app id>:<partition>``) every
+``checkpoint_interval_seconds`` and when the partition is revoked, loaded when the partition is
+assigned, and the feedback between its offsets and the group's committed ones is read back
+(:mod:`.gaps`) before its first batch. So workers joining or leaving the group move warm models
+with their partitions, and every feedback event is learned exactly once by exactly one model.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cxstream.settings import Settings
 from online_models.reco import features as feats
 from online_models.reco import serving
-from online_models.reco.checkpoint import Checkpointer
+from online_models.reco.checkpoint import PartitionCheckpoints, RedisCheckpointStore, progress
 from online_models.reco.evaluation import Prequential
 from online_models.reco.learner import Learner
 from online_models.reco.policy import BanditPolicy
@@ -44,12 +51,15 @@ EVENTS = (
 )
 LEARNED = frozenset({"recommendation_feedback", "product_holding_changed"})
 _KPI_NAMESPACE = uuid.UUID("5b0f3c52-6f0e-4a39-9d57-0d6f4c1d7a11")
+_MASK = (1 << 64) - 1
+#: figure of the prequential window -> (KPI, numerator figure, denominator figure)
 _KPIS = {
-    "ctr": "reco_click_through",
-    "conversion_rate": "reco_conversion",
-    "hit_rate_at_k": "reco_hit_rate_at_k",
-    "coverage": "reco_coverage",
-    "personalised_share": "personalised_share",
+    "ctr": ("reco_click_through", "clicks", "impressions"),
+    "conversion_rate": ("reco_conversion", "conversions", "impressions"),
+    "hit_rate_at_k": ("reco_hit_rate_at_k", "lists_hit", "lists_shown"),
+    # per partition: distinct products served there over the catalogue size
+    "coverage": ("reco_coverage", "products_served", "catalogue_size"),
+    "personalised_share": ("personalised_share", "served_active", "active_customers"),
 }
 
 
@@ -60,6 +70,16 @@ def _context(state: dict[str, Any], t: int) -> Callable[[str], dict[str, float]]
     return context
 
 
+@dataclass
+class PartitionModel:
+    """The learner of one source partition while this worker owns the partition."""
+
+    learner: Learner
+    restored: bool
+    #: topics whose gap between checkpoint and committed offset was already read back
+    gap_checked: set[str] = field(default_factory=set)
+
+
 class RecoProcessor:
     def __init__(self, settings: Settings, context: Any, table: Any, redis_client: Any) -> None:
         self.settings = settings
@@ -68,39 +88,85 @@ class RecoProcessor:
         self.table = table
         self.redis = redis_client
         self.prefix = settings.kafka.topic_prefix
-        self.checkpointer = Checkpointer(
-            redis_client,
+        self.topics = frozenset(settings.topic(name) for name in EVENTS)
+        self.checkpoints = PartitionCheckpoints(
+            RedisCheckpointStore(redis_client),
             f"{self.prefix}:reco-checkpoint:{settings.worker.app_id}",
             self.reco.checkpoint_interval_seconds,
         )
-        restored = self.checkpointer.load()
-        self.restored = restored is not None
-        self.learner = restored or Learner(
+        #: source partition -> its learner, for the partitions this worker owns now
+        self.models: dict[int, PartitionModel] = {}
+        self.rng = random.Random()
+        self.counts = {
+            "served": 0, "withdrawn": 0, "replays": 0, "gap_events": 0, "erased": 0,
+            "partitions_loaded": 0, "partitions_released": 0,
+        }  # fmt: skip
+        self.started = time.monotonic()
+        self.first_served_after_s: float | None = None
+
+    # -- partition ownership ----------------------------------------------------------------------
+
+    def new_learner(self) -> Learner:
+        return Learner(
             BanditPolicy(epsilon=self.reco.epsilon, learning_rate=self.reco.learning_rate),
             window_ms=round(self.reco.attribution_window_seconds * 1000),
             metrics=Prequential(self.reco.kpi_window_seconds * 1000),
         )
-        self.rng = random.Random()
-        self._gap_checked: set[tuple[str, int]] = set()
-        self.counts = {"served": 0, "withdrawn": 0, "replays": 0, "gap_events": 0, "erased": 0}
-        self.started = time.monotonic()
-        self.first_served_after_s: float | None = None
-        log.info("reco: learner %s", "restored from checkpoint" if restored else "new")
+
+    def model(self, partition: int) -> PartitionModel:
+        """The learner of ``partition``, loaded from its checkpoint the first time it is needed."""
+        model = self.models.get(partition)
+        if model is None:
+            restored = self.checkpoints.load(partition)
+            model = PartitionModel(restored or self.new_learner(), restored is not None)
+            self.models[partition] = model
+            self.counts["partitions_loaded"] += 1
+            log.info(
+                "reco: partition %d learner %s", partition,
+                "restored from checkpoint" if restored else "new",
+            )  # fmt: skip
+        return model
+
+    def partitions_of(self, tps: Iterable[Any]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic in self.topics}
+
+    def on_assigned(self, tps: Iterable[Any]) -> None:
+        """Load the learners of the assigned partitions now (warm before the first batch)."""
+        for partition in sorted(self.partitions_of(tps)):
+            self.model(partition)
+
+    def on_revoked(self, tps: Iterable[Any]) -> None:
+        """Save and drop the learners of revoked partitions: their next owner loads them.
+
+        Faust calls this after the batches in flight were acked, before the group rejoins, so
+        the save lands before any new owner loads. Dropping (even a partition that comes back)
+        means a learner is only ever used right after a load of its newest checkpoint.
+        """
+        for partition in sorted(self.partitions_of(tps)):
+            model = self.models.pop(partition, None)
+            if model is not None:
+                self.checkpoints.release(partition, model.learner)
+                self.counts["partitions_released"] += 1
 
     # -- batches ----------------------------------------------------------------------------------
 
     async def handle(self, batch: list[InputEvent]) -> None:
         futures: list[Awaitable[Any]] = []
+        touched: list[int] = []
         for partition, items in group_by_partition(batch).items():
-            await self._gap_fill(items[0])
-            futures += await self._partition(partition, items)
-        futures += await self._emit_closed_windows()
+            model = self.model(partition)
+            await self._gap_fill(model, items[0])
+            futures += await self._partition(model.learner, partition, items)
+            futures += await self._emit_closed_windows(model.learner, partition)
+            touched.append(partition)
         # effects durable before the batch's offsets move
         await self.context.delivered(futures)
-        self.checkpointer.maybe_save(self.learner)
+        for partition in touched:
+            self.checkpoints.maybe_save(partition, self.models[partition].learner)
 
-    async def _partition(self, partition: int, items: Sequence[InputEvent]) -> list[Any]:
-        learner = self.learner
+    async def _partition(
+        self, learner: Learner, partition: int, items: Sequence[InputEvent]
+    ) -> list[Any]:
         touched: dict[str, tuple[dict[str, Any], InputEvent]] = {}
         for item in items:
             record = item.record
@@ -121,7 +187,7 @@ class RecoProcessor:
                 continue
             state["offsets"][name] = item.offset
             if name == "erasure_requested":
-                self.forget(cid)
+                self.forget(cid, learner)
                 state = {"erased": record["occurred_at"], "offsets": state["offsets"]}
                 touched[cid] = (state, item)
                 continue
@@ -134,7 +200,7 @@ class RecoProcessor:
             else:
                 feats.apply_event(state, name, record)
             touched[cid] = (state, item)
-        return await self._serve_and_store(touched)
+        return await self._serve_and_store(learner, touched)
 
     def _load(self, customer_id: str) -> dict[str, Any]:
         stored = self.table.get(customer_id)
@@ -155,11 +221,11 @@ class RecoProcessor:
             counts[1] = max(0, counts[1] - 1)
 
     async def _serve_and_store(
-        self, touched: dict[str, tuple[dict[str, Any], InputEvent]]
+        self, learner: Learner, touched: dict[str, tuple[dict[str, Any], InputEvent]]
     ) -> list[Any]:
         futures: list[Any] = []
         pipe = self.redis.pipeline(transaction=False)
-        policy = self.learner.policy
+        policy = learner.policy
         reco = self.reco
         for cid, (state, item) in touched.items():
             key = f"{self.prefix}:reco:{cid}"
@@ -173,7 +239,9 @@ class RecoProcessor:
                     model_threshold=reco.model_change_threshold,
                 ):  # fmt: skip
                     if eligible:
-                        futures.append(await self._serve(pipe, key, cid, state, x, eligible, now))
+                        futures.append(
+                            await self._serve(learner, pipe, key, cid, state, x, eligible, now)
+                        )
                     elif state.pop("served", None) is not None:
                         pipe.delete(key)
                         self.counts["withdrawn"] += 1
@@ -183,17 +251,17 @@ class RecoProcessor:
         return futures
 
     async def _serve(
-        self, pipe: Any, key: str, cid: str, state: dict[str, Any], x: dict[str, float],
-        eligible: list[str], now: int,
+        self, learner: Learner, pipe: Any, key: str, cid: str, state: dict[str, Any],
+        x: dict[str, float], eligible: list[str], now: int,
     ) -> Any:  # fmt: skip
-        policy = self.learner.policy
+        policy = learner.policy
         served = serving.recommend(
             policy, cid, x, eligible, k=self.reco.k, now_ms=now, rng=self.rng,
             model_version=f"{policy.name}-{policy.updates}",
         )  # fmt: skip
         serving.remember_served(state, served, x, eligible, policy.updates)
         products = [i["product_id"] for i in served["items"]]
-        self.learner.metrics.served(now, cid, products)
+        learner.metrics.served(now, cid, products)
         public = {
             "recommendation_id": served["recommendation_id"],
             "items": [
@@ -233,19 +301,18 @@ class RecoProcessor:
 
     # -- exactly-once learning across restarts ----------------------------------------------------
 
-    async def _gap_fill(self, first: InputEvent) -> None:
-        key = (first.topic, first.partition)
-        if first.name not in LEARNED or key in self._gap_checked:
+    async def _gap_fill(self, model: PartitionModel, first: InputEvent) -> None:
+        if first.name not in LEARNED or first.topic in model.gap_checked:
             return
-        self._gap_checked.add(key)
-        start = self.learner.applied_offset(first.topic, first.partition) + 1
+        model.gap_checked.add(first.topic)
+        learner = model.learner
+        start = learner.applied_offset(first.topic, first.partition) + 1
         if first.offset <= start:
             return
         records = await asyncio.to_thread(
             read_range, self.settings, self.context.codec, first.topic, first.partition, start,
             first.offset,
         )  # fmt: skip
-        learner = self.learner
         for offset, record in records:
             if first.name == "recommendation_feedback":
                 state = self._load(record["customer_id"])
@@ -254,30 +321,30 @@ class RecoProcessor:
             else:
                 learner.holding_changed(first.topic, first.partition, offset, record)
         self.counts["gap_events"] += len(records)
-        log.info("reco: read back %d events of %s[%d]", len(records), *key)
+        log.info("reco: read back %d events of %s[%d]", len(records), first.topic, first.partition)
 
     # -- KPI rows, erasure, stats -----------------------------------------------------------------
 
-    async def _emit_closed_windows(self) -> list[Any]:
+    async def _emit_closed_windows(self, learner: Learner, partition: int) -> list[Any]:
+        """Partial KPI rows (``source_partition``) of the windows ``partition`` has closed."""
         from dashboards.kpis import BY_KEY
 
-        metrics = self.learner.metrics
-        watermark = max(self.learner.watermark.values(), default=0)
+        metrics = learner.metrics
+        watermark = learner.watermark.get(partition, 0)
         futures: list[Any] = []
         window_ms = metrics.window_ms
+        revision = progress(learner)
+        app_id = self.settings.worker.app_id
         for start, figures in metrics.close(watermark - window_ms):
-            for figure, kpi in _KPIS.items():
+            for figure, (kpi, num, den) in _KPIS.items():
                 value = float(figures[figure])
                 target = BY_KEY[kpi].target if kpi in BY_KEY else 0.0
-                sample = figures[
-                    "active_customers" if figure == "personalised_share" else "impressions"
-                ]
                 futures.append(
                     await self.context.emit(
                         "kpi_measurement",
                         {
                             "event_id": str(uuid.uuid5(
-                                _KPI_NAMESPACE, f"{self.settings.worker.app_id}/{kpi}/{start}"
+                                _KPI_NAMESPACE, f"{app_id}/{kpi}/{start}/{partition}/{revision}"
                             )),
                             "occurred_at": start + window_ms,
                             "kpi": kpi,
@@ -285,25 +352,55 @@ class RecoProcessor:
                             "window_start": start,
                             "value": value,
                             "target": target,
-                            "sample_size": int(sample),
+                            "sample_size": int(figures[den]),
                             "meets_target": value >= target,
+                            "numerator": int(figures[num]),
+                            "denominator": int(figures[den]),
+                            "source_partition": partition,
+                            "revision": revision,
                         },
                     )
                 )  # fmt: skip
         return futures
 
-    def forget(self, customer_id: str) -> None:
+    def forget(self, customer_id: str, learner: Learner) -> None:
         """Erasure: the customer's pending impressions, metrics entries and served list go."""
-        self.learner.forget(customer_id)
+        learner.forget(customer_id)
         self.redis.delete(f"{self.prefix}:reco:{customer_id}")
         self.counts["erased"] += 1
 
+    def save_all(self) -> None:
+        """Checkpoint every owned partition now (worker stopping)."""
+        for partition, model in sorted(self.models.items()):
+            self.checkpoints.release(partition, model.learner)
+
     def stats(self) -> dict[str, Any]:
+        """Figures of the partitions this worker owns now (sums over their learners)."""
+        models = [self.models[p] for p in sorted(self.models)]
+        per_partition = {str(p): m.learner.stats() for p, m in sorted(self.models.items())}
+        summed = {
+            key: sum(s[key] for s in per_partition.values())
+            for key in (
+                "model_updates", "learned_events", "pending_impressions",
+                "conversions_from_holdings", "unattributed", "impressions", "clicks",
+                "conversions",
+            )
+        }  # fmt: skip
+        digest = sum(m.learner.learned_digest for m in models) & _MASK
+        impressions = summed["impressions"]
         return {
-            **self.learner.stats(),
+            "policy": BanditPolicy.name,
+            **summed,
+            "learned_digest": f"{digest:016x}",
+            "ctr": summed["clicks"] / impressions if impressions else 0.0,
             **self.counts,
-            "restored_from_checkpoint": self.restored,
-            "checkpoints_saved": self.checkpointer.saves,
-            "checkpoint_bytes": self.checkpointer.last_bytes,
+            "partitions": sorted(self.models),
+            # every owned partition resumed from a checkpoint (no cold start)
+            "restored_from_checkpoint": bool(models) and all(m.restored for m in models),
+            "partitions_restored": sorted(p for p, m in self.models.items() if m.restored),
+            "checkpoints_saved": self.checkpoints.saves,
+            "checkpoints_refused": self.checkpoints.refused,
+            "checkpoint_bytes": self.checkpoints.last_bytes,
             "first_served_after_s": self.first_served_after_s,
+            "by_partition": per_partition,
         }

@@ -223,6 +223,121 @@ def test_closed_loop_kill_restart_learns_once(settings: Settings, tmp_path: Path
                 assert (c.customer_id, product) not in initial, rec
 
 
+def test_workers_joining_and_leaving_move_warm_models(settings: Settings, tmp_path: Path) -> None:
+    """Two workers in one group: each partition's model moves with its partition (checkpointed
+    on revocation, restored on assignment), and the group learns every feedback event once."""
+    _LAST.append(settings)
+    log = tmp_path / "workers.log"
+    second = settings.model_copy(
+        update={
+            "worker": settings.worker.model_copy(
+                update={"web_port": free_port(), "data_dir": tmp_path / "w2"}
+            )
+        }
+    )
+    loop = ClosedLoop(
+        SimulationConfig(start_ms=START_MS, seed=12, customers=150, duration_ms=None, max_events=1)
+    )
+    producer = EventProducer(settings, build_codec(settings))
+    for event in loop.registrations():
+        producer.produce(event.name, event.record)
+    producer.flush()
+    mask = (1 << 64) - 1
+
+    def learned_by(*workers: Settings) -> tuple[int, str] | None:
+        stats = [reco_stats(w) for w in workers]
+        if any(s is None for s in stats):
+            return None
+        digest = sum(int(s["learned_digest"], 16) for s in stats if s) & mask
+        return sum(s["learned_events"] for s in stats if s), f"{digest:016x}"
+
+    def expected() -> tuple[int, str]:
+        ids = [r["event_id"] for r in read_topic(settings, "recommendation_feedback")]
+        assert len(ids) == len(set(ids))
+        return len(ids), f"{sum(event_hash(i) for i in ids) & mask:016x}"
+
+    with worker(settings, log):
+        wait_for(lambda: (s := reco_stats(settings)) and s["served"] >= 100, 60, log, "lists")
+        run_against_redis(loop, settings, producer, 400)
+        want = expected()
+        wait_for(lambda: learned_by(settings) == want, 60, log, "round 1 learned by one worker")
+        alone = reco_stats(settings)
+        assert alone is not None
+        assert alone["partitions"] == [0, 1]
+        with worker(second, log):
+
+            def split() -> bool:
+                a, b = reco_stats(settings), reco_stats(second)
+                return bool(a and b and len(a["partitions"]) == len(b["partitions"]) == 1)
+
+            wait_for(split, 60, log, "one partition per worker")
+            joined = reco_stats(second)
+            assert joined is not None
+            # the moved partition came warm from the first worker's checkpoint
+            assert joined["restored_from_checkpoint"] is True
+            moved = str(joined["partitions"][0])
+            assert joined["by_partition"][moved]["model_updates"] > 0
+            assert (
+                joined["by_partition"][moved]["learned_events"]
+                == alone["by_partition"][moved]["learned_events"]
+            )
+            run_against_redis(loop, settings, producer, 400)
+            want = expected()
+            wait_for(
+                lambda: learned_by(settings, second) == want, 60, log, "round 2 learned by both"
+            )
+        # the second worker left (SIGTERM): its partition comes back warm to the first
+        wait_for(
+            lambda: (s := reco_stats(settings)) and s["partitions"] == [0, 1], 60, log,
+            "both partitions back",
+        )  # fmt: skip
+        back = reco_stats(settings)
+        assert back is not None
+        assert back["restored_from_checkpoint"] is True
+        assert learned_by(settings) == want
+        run_against_redis(loop, settings, producer, 400)
+        want = expected()
+        wait_for(lambda: learned_by(settings) == want, 60, log, "round 3 learned by one worker")
+        final = reco_stats(settings)
+        assert final is not None
+        assert final["clicks"] > 0
+
+
+def test_simulate_closed_loop_reacts_only_to_served_lists(settings: Settings) -> None:
+    """``cxstream simulate --closed-loop``: the generated traffic carries no lists of its own;
+    the visits react to the lists found in Redis (written here as a recommender would)."""
+    client = redis.Redis.from_url(settings.redis.url)
+    prefix = settings.kafka.topic_prefix
+    customers = 60
+    served = {}
+    for i in range(1, customers + 1):
+        cid = f"C{i:08d}"
+        served[cid] = f"list-{cid}"
+        value = {
+            "recommendation_id": served[cid],
+            "items": [{"product_id": p, "score": 0.5, "reason": "model"} for p in BY_ID],
+        }
+        client.set(f"{prefix}:reco:{cid}", json.dumps(value), ex=600)
+    result = subprocess.run(
+        [CXSTREAM, "simulate", "--customers", str(customers), "--seed", "5", "--events", "3000",
+         "--no-scenarios", "--closed-loop", "400", "--visit-rate", "0", "--json"],
+        env=worker_env(settings, CX_REDIS__URL=settings.redis.url), capture_output=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    summary = json.loads(result.stdout)
+    loop = summary["closed_loop"]
+    assert loop["visits"] == 400
+    assert loop["served_visits"] == 400
+    feedback = read_topic(settings, "recommendation_feedback")
+    assert len(feedback) == loop["events"] - sum(
+        1 for r in read_topic(settings, "product_holding_changed") if r["recommendation_id"]
+    )
+    # every reaction names the list served to that customer: the generator made none itself
+    assert {(r["customer_id"], r["recommendation_id"]) for r in feedback} <= set(served.items())
+    assert sum(r["action"] == "impression" for r in feedback) == 3 * 400
+
+
 _LAST: list[Settings] = []
 
 

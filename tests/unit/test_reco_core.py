@@ -143,21 +143,14 @@ def test_checkpoint_round_trip_skips_what_it_learned() -> None:
     whole = Learner(BanditPolicy(epsilon=0.1), window_ms=60_000)
     run(whole, range(len(events)))
 
-    store: dict[str, bytes] = {}
-
-    class Store:
-        def get(self, name: str) -> bytes | None:
-            return store.get(name)
-
-        def set(self, name: str, value: bytes) -> None:
-            store[name] = value
-
-    saver = checkpoint.Checkpointer(Store(), "ck", interval_seconds=0)
+    saver = checkpoint.PartitionCheckpoints(
+        checkpoint.MemoryCheckpointStore(), "ck", interval_seconds=0
+    )
     first = Learner(BanditPolicy(epsilon=0.1), window_ms=60_000)
     run(first, range(1800))
-    saver.save(first)
+    assert saver.save(0, first)
     run(first, range(1800, 2200))  # learned, then "crashed" before the next checkpoint
-    restored = saver.load()
+    restored = saver.load(0)
     assert restored is not None
     assert restored.learned_events == 1800
     # the group replays from an older committed offset: applied offsets are skipped
@@ -200,3 +193,37 @@ def test_no_served_list_violates_eligibility_over_a_run() -> None:
         for product in products:
             assert BY_ID[product].ineligibility(age=age, risk_profile=risk, holdings=held) is None
     assert rec.learner.metrics.clicks > 0
+
+
+def test_partition_checkpoints_are_separate_and_never_go_back() -> None:
+    events = _feedback_stream(600, seed=8)
+    store = checkpoint.MemoryCheckpointStore()
+    owner = checkpoint.PartitionCheckpoints(store, "ck", interval_seconds=0)
+    zombie = checkpoint.PartitionCheckpoints(store, "ck", interval_seconds=0)
+    learners = {p: Learner(BanditPolicy(epsilon=0.1), window_ms=60_000) for p in (0, 1)}
+    for offset, event in enumerate(events):
+        learners[offset % 2].feedback("fb", offset % 2, offset, event, lambda _c: {"k": 1.0})
+    stale = checkpoint.loads(checkpoint.dumps(learners[0]))
+    for p, learner in learners.items():
+        assert owner.save(p, learner)
+    # two partitions, two checkpoints: neither overwrote the other
+    assert owner.load(0).learned_events == owner.load(1).learned_events == 300  # type: ignore[union-attr]
+    assert owner.load(1).offsets == {"fb:1": 599}  # type: ignore[union-attr]
+    # the new owner of partition 0 goes on learning and saves ...
+    more = Learner(BanditPolicy(epsilon=0.1), window_ms=60_000)
+    ahead = owner.load(0)
+    assert ahead is not None
+    for offset in range(600, 700, 2):
+        ahead.feedback("fb", 0, offset, _fb(f"x{offset}", START_MS, "C1", "r", "fx.wallet",
+                                            "impression"), lambda _c: {"k": 1.0})  # fmt: skip
+    assert owner.save(0, ahead)
+    # ... so a late save by the previous owner (behind it) is refused
+    assert not zombie.save(0, stale)
+    assert zombie.refused == 1
+    assert owner.load(0).learned_events == 350  # type: ignore[union-attr]
+    assert checkpoint.progress(more) == 0
+    # unchanged learners are not saved again; changed ones are, on release
+    assert not owner.maybe_save(0, ahead)
+    saves = owner.saves
+    owner.release(0, ahead)
+    assert owner.saves == saves
