@@ -29,6 +29,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "dashboards": ("dashboards.cli:dashboards", "Build the Grafana boards or push them."),
     "api": ("cxstream.api.cli:api", "Serve the HTTP API (event ingest, profile lookups)."),
     "notify": ("cxstream.notify.cli:notify", "Deliver alerts to on-call, or run a test receiver."),
+    "soak": ("cxstream.faults.cli:soak", "Run the platform under injected faults and verify it."),
     "report": ("cxstream.report.cli:report", "Render the QA report (HTML) of a period."),
 }
 

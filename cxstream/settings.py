@@ -329,6 +329,8 @@ class SecuritySettings(_Section):
     anomaly_trees: int = Field(default=4, ge=1)
     anomaly_height: int = Field(default=5, ge=1)
     anomaly_window: int = Field(default=500, ge=10)
+    #: the model learns one of every this many scored events (it scores all of them)
+    anomaly_learn_every: int = Field(default=1, ge=1)
     #: a score at or above this raises an ``anomaly_score`` flag on its own
     anomaly_threshold: float = Field(default=0.97, gt=0, le=1.0)
     #: events a model learns before its scores may raise flags
@@ -423,6 +425,21 @@ class RecoSettings(_Section):
     ttl_seconds: int = Field(default=7 * 86400, ge=1)
 
 
+class ErasureSettings(_Section):
+    """Right to erasure (processors/erasure, the sink's block list; cxstream/erasure.py)."""
+
+    #: where sinks read the block list: ClickHouse ``erased_customers`` or the Redis sorted set
+    blocklist_source: Literal["clickhouse", "redis"] = "clickhouse"
+    #: sinks reload the block list this often; the erasure processor waits this long (plus
+    #: ``settle_margin_seconds``) after marking a customer before deleting, so no sink batch
+    #: built before the mark can land after the deletion
+    blocklist_refresh_seconds: float = Field(default=5.0, gt=0)
+    settle_margin_seconds: float = Field(default=1.0, ge=0)
+    #: backoff while ClickHouse or Redis is unreachable (the batch is retried, never skipped)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CX_",
@@ -440,6 +457,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     privacy: PrivacySettings = PrivacySettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    erasure: ErasureSettings = ErasureSettings()
     reco: RecoSettings = RecoSettings()
     profiles: ProfileSettings = ProfileSettings()
     kpi: KpiSettings = KpiSettings()

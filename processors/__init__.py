@@ -22,6 +22,7 @@ PROCESSORS: dict[str, str] = {
     "sla": "processors.sla",
     "security": "processors.security",
     "kpis": "processors.kpis",
+    "erasure": "processors.erasure",
 }
 
 

@@ -44,10 +44,13 @@ def worker(
 ) -> None:
     """Run a Faust stream worker until Ctrl-C or SIGTERM (both stop it cleanly)."""
     from processors import PROCESSORS, load_processor
+    from streams.kafka_config import check_connection
 
     settings = _settings_with(load_settings(), app_id=app_id, web_port=web_port)
     names = processor_names or tuple(PROCESSORS)
     processors = [load_processor(name) for name in names]
+    # fail fast with a clear error on a bad address or TLS/SASL setting (Faust would retry)
+    check_connection(settings)
     if ensure_topics:
         from streams.topics import ensure_topics as apply_topics
         from streams.topics import platform_topics

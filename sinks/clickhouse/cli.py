@@ -106,8 +106,11 @@ def sink() -> None:
     """Run the ClickHouse sink (Kafka event topics -> ClickHouse) until SIGINT/SIGTERM."""
     from cxstream.settings import load_settings
     from sinks.clickhouse.sink import run_sink
+    from streams.kafka_config import check_connection
 
     settings = load_settings()
+    # librdkafka retries a refused login or an untrusted certificate forever: fail fast instead
+    check_connection(settings)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -120,7 +123,8 @@ def sink() -> None:
     stats = run_sink(settings, stop)
     click.echo(
         f"sink stopped: {stats.consumed} consumed, {stats.inserted} inserted, "
-        f"{stats.fenced} replays skipped, {stats.dead_letters} dead letters, "
+        f"{stats.fenced} replays skipped, {stats.erased} erased dropped, "
+        f"{stats.dead_letters} dead letters, "
         f"{stats.batches} batches, {stats.retries} retries",
         err=True,
     )

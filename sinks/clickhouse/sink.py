@@ -49,6 +49,17 @@ Defaults (``cxstream bench sink --opt sweep=true``, 2 cores, Kafka 4.1, ClickHou
 ``sink_batch_max_rows=20000`` (2000: 25k events/s, 5000: 46k, 20000: 55k, 50000: 54k) and
 ``sink_batch_max_seconds=0.5`` (a batch is never older than that before its insert starts).
 
+Right to erasure (:mod:`cxstream.erasure`): events of an erased customer that occurred at or
+before the erasure are dropped while the batch is built (counted as ``erased``, neither
+inserted nor dead-lettered), so a replay of Kafka cannot bring the customer back. The block list
+is read from ClickHouse ``erased_customers`` or the Redis set (``erasure.blocklist_source``)
+before the first batch and again every ``erasure.blocklist_refresh_seconds`` by the insert
+thread; the hot path is one dictionary lookup per event while the list is non-empty. A batch
+built before a refresh that changed the list is filtered again before its insert, and a refresh
+that fails holds the insert back like an outage (inserting with a list that may be stale could
+resurrect a customer). The erasure processor waits one refresh interval after marking before it
+deletes (``processors/erasure``).
+
 Telemetry: each acknowledged batch adds one row per source topic to ``sink_batches`` (rows,
 fenced replays, dead letters, attempts, insert and batch latency, delay from ``occurred_at``).
 """
@@ -68,6 +79,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from cxstream.erasure import (
+    CLEAR_ID_COLUMNS,
+    PSEUDONYM_COLUMNS,
+    BlockList,
+    ErasureLedger,
+    RedisBlockListStore,
+)
 from cxstream.errors import DecodeError, ServiceError
 from cxstream.settings import Settings
 from sinks.clickhouse.backend import ClickHouseBackend, make_backend
@@ -108,6 +126,10 @@ class SinkStats:
     inserted: int = 0
     fenced: int = 0
     dead_letters: int = 0
+    #: events of erased customers dropped (the block list)
+    erased: int = 0
+    blocklist_size: int = 0
+    blocklist_refreshes: int = 0
     batches: int = 0
     retries: int = 0
     commits: int = 0
@@ -235,6 +257,7 @@ class _TopicFigures:
     rows: int = 0
     fenced: int = 0
     dead_letters: int = 0
+    erased: int = 0
     occurred_min_ms: int | None = None
     occurred_sum_ms: int = 0
     timed: int = 0
@@ -258,6 +281,8 @@ class _Batch:
     inserted: set[str] = field(default_factory=set)
     dead: list[DeadLetter] = field(default_factory=list)
     figures: dict[str, _TopicFigures] = field(default_factory=dict)
+    #: version of the block list the rows were filtered with (-1: not built yet)
+    blocklist_version: int = -1
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -323,6 +348,7 @@ class ClickHouseSink:
         codec: AvroCodec | None = None,
         rows: RowBuilder | None = None,
         consumer_config: dict[str, Any] | None = None,
+        blocklist_loader: Callable[[], BlockList] | None = None,
     ) -> None:
         self.settings = settings
         self.ch = settings.clickhouse
@@ -352,6 +378,10 @@ class ClickHouseSink:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._dlq_errors: list[str] = []
+        #: (version, list): swapped as one value by the insert thread, read by the consumer's
+        self._blocklist: tuple[int, BlockList] = (0, BlockList(settings))
+        self._blocklist_loaded_at: float | None = None
+        self._load_blocklist = blocklist_loader or self._default_blocklist_loader()
 
     @property
     def buffered(self) -> int:
@@ -422,10 +452,103 @@ class ClickHouseSink:
                 self._fence.clear(key)
         log.info("revoked %d partitions", len(keys))
 
+    # -- block list (right to erasure) ---------------------------------------------------------
+
+    @property
+    def blocklist(self) -> BlockList:
+        return self._blocklist[1]
+
+    def _default_blocklist_loader(self) -> Callable[[], BlockList]:
+        if self.settings.erasure.blocklist_source == "redis":
+            from cxstream.redis_connection import sync_redis
+
+            store = RedisBlockListStore(sync_redis(self.settings), self.settings)
+
+            def from_redis() -> BlockList:
+                try:
+                    return store.load()
+                except Exception as exc:  # redis-py's own hierarchy
+                    raise ServiceError(f"block list in Redis ({store.key}): {exc}") from exc
+
+            return from_redis
+        # the insert connection: only ever called from the thread that owns it
+        return lambda: ErasureLedger(self.backend, self.settings).block_list()
+
+    def refresh_blocklist(self, *, force: bool = False) -> bool:
+        """Reload the block list if it is due (or ``force``); True if it changed.
+
+        Called by the insert thread (or before it starts): the ClickHouse source uses its
+        connection. Raises :class:`ServiceError` when the source cannot be read.
+        """
+        now = time.monotonic()
+        loaded_at = self._blocklist_loaded_at
+        if (
+            not force
+            and loaded_at is not None
+            and now - loaded_at < self.settings.erasure.blocklist_refresh_seconds
+        ):
+            return False
+        fresh = self._load_blocklist()
+        self._blocklist_loaded_at = now
+        self.stats.blocklist_refreshes += 1
+        version, current = self._blocklist
+        if _marks(fresh) == _marks(current):
+            return False
+        self._blocklist = (version + 1, fresh)
+        self.stats.blocklist_size = len(fresh)
+        log.info("block list: %d erased customers (version %d)", len(fresh), version + 1)
+        return True
+
+    def _refresh_or_wait(self) -> None:
+        """Refresh if due; an unreadable list holds the batch back like an outage."""
+        try:
+            self.refresh_blocklist()
+        except ServiceError as exc:
+            raise ClickHouseUnavailableError(
+                f"block list not readable, the batch waits (it may hold erased customers): {exc}"
+            ) from exc
+
+    def _drop_erased_rows(self, batch: _Batch) -> None:
+        """Filter a built batch again with a block list that changed since it was built."""
+        version, blocklist = self._blocklist
+        if batch.tables is None or batch.blocklist_version == version:
+            return
+        batch.blocklist_version = version
+        if not len(blocklist):
+            return
+        for name, table in list(batch.tables.items()):
+            ids = [c for c in (*CLEAR_ID_COLUMNS, *PSEUDONYM_COLUMNS) if c in table.columns]
+            if name in batch.inserted or not ids or "occurred_at_ms" not in table.columns:
+                continue
+            columns = [table.column(c) for c in ids]
+            occurred = table.column("occurred_at_ms")
+            dropped = [
+                i
+                for i in range(len(table))
+                if blocklist.drops(
+                    {
+                        "occurred_at": occurred[i],
+                        **{c: col[i] for c, col in zip(ids, columns, strict=True)},
+                    }
+                )
+            ]
+            if not dropped:
+                continue
+            topics = table.column("kafka_topic")
+            for i in dropped:
+                figures = batch.topic(topics[i])
+                figures.erased += 1
+                figures.rows -= 1
+            self.stats.erased += len(dropped)
+            gone = set(dropped)
+            batch.tables[name] = table.subset(i for i in range(len(table)) if i not in gone)
+
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self, stop_event: threading.Event) -> SinkStats:
         """Consume until ``stop_event`` is set; the batches in hand are delivered first."""
+        # before anything is consumed: a sink that does not know who is erased must not insert
+        self.refresh_blocklist(force=True)
         consumer = self._consumer = Consumer(self.consumer_config(), logger=log)
         self._producer = Producer(
             confluent_config(self.settings, **{"enable.idempotence": True, "acks": "all"}),
@@ -563,7 +686,19 @@ class ClickHouseSink:
     # -- the insert worker ---------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (inflight := self._queue.get()) is not None:
+        refresh = self.settings.erasure.blocklist_refresh_seconds
+        while True:
+            try:
+                inflight = self._queue.get(timeout=refresh)
+            except queue.Empty:
+                # idle: keep the list fresh anyway, so the next batch's insert does not wait
+                try:
+                    self.refresh_blocklist()
+                except ServiceError as exc:
+                    log.warning("block list not refreshed (retried before an insert): %s", exc)
+                continue
+            if inflight is None:
+                return
             try:
                 self._deliver(inflight)
             except Exception as exc:  # reported to the consuming thread, which stops
@@ -617,6 +752,7 @@ class ClickHouseSink:
         batch = _Batch()
         batch.add(list(messages))
         self.stats.consumed += len(batch)
+        self._refresh_or_wait()
         self._build(batch)
         # always ask ClickHouse what landed: the caller may be retrying a failed call
         self._process(batch, retry=True)
@@ -624,6 +760,8 @@ class ClickHouseSink:
 
     def _process(self, batch: _Batch, *, retry: bool) -> None:
         """Fence then insert (worker thread): rows that already landed are skipped."""
+        self._refresh_or_wait()
+        self._drop_erased_rows(batch)
         newly_fenced = self._ensure_fence(batch)
         if retry or newly_fenced:
             self._skip_landed(batch, reload=retry)
@@ -637,6 +775,9 @@ class ClickHouseSink:
         bounds = batch.bounds
         # per event type: records and their coordinates as parallel lists (no per-row objects)
         grouped: dict[str, tuple[list[Any], list[str], list[int], list[int], list[int]]] = {}
+        batch.blocklist_version, blocklist = self._blocklist
+        drops = blocklist.drops if len(blocklist) else None
+        erased = 0
         topic: str
         partition: int
         offset: int
@@ -663,6 +804,11 @@ class ClickHouseSink:
                 batch.dead.append(self._letter(message, exc, exc.reason))
                 batch.topic(topic).dead_letters += 1
                 continue
+            if drops is not None and drops(event.record):
+                # an erased customer's event from before the erasure (a replay): never stored
+                batch.topic(topic).erased += 1
+                erased += 1
+                continue
             group = grouped.get(event.name)
             if group is None:
                 group = grouped[event.name] = ([], [], [], [], [])
@@ -682,6 +828,7 @@ class ClickHouseSink:
             tables[name] = table
             self._count_rows(batch, table)
         batch.tables = tables
+        self.stats.erased += erased
 
     def _count_rows(self, batch: _Batch, table: TableBatch) -> None:
         """Rows and ``occurred_at`` figures per source topic (one topic per table, usually)."""
@@ -883,6 +1030,10 @@ class ClickHouseSink:
             self.backend.insert("sink_batches", _BATCH_COLUMNS, data)
         except ClickHouseError as exc:  # telemetry only: never hold the data up for it
             log.warning("could not record batch telemetry: %s", exc)
+
+
+def _marks(blocklist: BlockList) -> dict[str, int]:
+    return {mark.pseudonym: mark.erased_at_ms for mark in blocklist}
 
 
 def _coords(origin: Origin) -> tuple[str, int, int]:
