@@ -191,6 +191,10 @@ def create_app(
         # the dead-letter producer must take the largest input message plus its headers
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
         "producer_acks": -1,
+        # Faust's linger 0 and 16 KiB batches send a request per few messages: table writes
+        # ran 2x faster with the SDK's linger and 1 MiB batches (bench sla, producer)
+        "producer_linger": settings.kafka.producer_linger_ms / 1000,
+        "producer_max_batch_size": 1 << 20,
         "producer_compression_type": _aiokafka_compression(settings),
         "broker_session_timeout": worker.session_timeout_seconds,
         "broker_commit_interval": worker.commit_interval_seconds,

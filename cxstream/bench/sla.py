@@ -16,10 +16,19 @@ Figures:
   items are published whose warnings fall due over the next ``trickle_seconds`` (30) s: the
   delay deadline -> alert emitted (``fired_at - deadline_at``) and deadline -> alert in Kafka
   (the alert message's broker timestamp) p50/p99/max, and the worker's RSS per million open
-  items. ``worker=false`` skips this part.
+  items. ``events_per_cpu_s`` divides by the worker's CPU time (user + system, all threads),
+  the figure to compare when the 2 cores are shared; the raw reference has one too.
+  ``worker=false`` skips this part.
+- ``producer``: the producer's ceiling for changelog-sized messages: raw aiokafka (``await
+  send`` per message, as Faust's producer buffer does) of ``producer_messages`` (100k) SLA item
+  values per configuration (linger, batch size, compression, acks), and the same items as
+  segments of :data:`~processors.sla.store.SEGMENT_ITEMS` (JSON encoding included).
+  ``producer=false`` skips it.
+- ``delivery``: :func:`cxstream.bench.sla_delivery.run` (webhook delivery by the notifier to a
+  local receiver, ``alerts`` 5000). ``delivery=false`` skips it.
 
 Targets (issue 5): >= 20k feedback events/s per worker; alert fired <= 1 s after its deadline
-(p99) with 1 million open items.
+(p99) with 1 million open items; webhook delivery >= 500 alerts/s.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from cxstream.settings import Settings
 from processors.sla.engine import STATUS_CHANGED, SUBMITTED, SlaEngine
 from processors.sla.lifecycle import Item
 from processors.sla.policy import HOUR_MS, SlaPolicy
+from processors.sla.store import SEGMENT_ITEMS
 from streams.codec import build_codec
 from streams.kafka_config import confluent_config
 from streams.producer import EventProducer
@@ -68,6 +78,12 @@ def _rss_bytes(pid: int | str = "self") -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise ServiceError(f"no VmRSS in /proc/{pid}/status")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -141,15 +157,17 @@ def engine_figures(
     gc.collect()
     rss_before = _rss_bytes()
     apply_s = 0.0
+    apply_cpu_s = 0.0
     for first in range(0, items, 2000):
         # records are built outside the timed part: only apply_batch counts
         batch = [
             (i % partitions, SUBMITTED, _submitted(i, at_of(i)))
             for i in range(first, min(items, first + 2000))
         ]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         engine.apply_batch(batch)
         apply_s += time.perf_counter() - started
+        apply_cpu_s += time.process_time() - cpu
     gc.collect()
     rss_items = _rss_bytes() - rss_before
     started = time.perf_counter()
@@ -166,6 +184,7 @@ def engine_figures(
     return {
         "open_items": items,
         "apply_events_per_s": round(items / apply_s),
+        "apply_events_per_cpu_s": round(items / apply_cpu_s),
         "memory_bytes_per_item": round(rss_items / items),
         "memory_mib_per_million_items": round(rss_items / items * 1e6 / 2**20, 1),
         "index_rebuild_s": round(rebuild_s, 2),
@@ -174,6 +193,123 @@ def engine_figures(
         "alerts_per_tick": round(fired / ticks, 1),
         "tick_cost": _percentiles(costs),
     }
+
+
+# -- producer ceiling -------------------------------------------------------------------------
+
+#: aiokafka producer variants measured by ``producer_figures`` (Faust's is the first)
+PRODUCER_VARIANTS: dict[str, dict[str, Any]] = {
+    # what create_app configures today (Faust's linger 0 and 16 KiB batches, our zstd)
+    "faust_now_zstd": {"linger_ms": 0, "max_batch_size": 16384, "compression_type": "zstd"},
+    "none": {"linger_ms": 0, "max_batch_size": 16384, "compression_type": None},
+    "lz4": {"linger_ms": 0, "max_batch_size": 16384, "compression_type": "lz4"},
+    "linger5_batch1m_none": {
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "compression_type": None,
+    },
+    "linger5_batch1m_zstd": {
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "compression_type": "zstd",
+    },
+    "linger5_batch1m_none_acks1": {
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "compression_type": None,
+        "acks": 1,
+    },
+}
+
+
+async def _produce_rate(
+    settings: Settings, topic: str, messages: list[tuple[bytes, bytes]], **config: Any
+) -> float:
+    """Messages/s of ``await producer.send`` per message (as Faust's buffer does), until acked."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers.split(","),
+        acks=config.pop("acks", -1),
+        max_request_size=2 << 20,
+        **config,
+    )
+    await producer.start()
+    try:
+        partitions = settings.kafka.partitions
+        started = time.perf_counter()
+        futures = [
+            await producer.send(topic, value, key=key, partition=i % partitions)
+            for i, (key, value) in enumerate(messages)
+        ]
+        await producer.flush()
+        elapsed = time.perf_counter() - started
+        for future in futures:
+            future.result()  # raises if any was not acknowledged
+    finally:
+        await producer.stop()
+    return len(messages) / elapsed
+
+
+def producer_figures(settings: Settings, messages: int, segment_items: int) -> dict[str, Any]:
+    """The ceiling of the worker's producer for changelog-sized messages, per configuration.
+
+    Values are SLA item values as the table writes them (JSON, ~170 B). ``segment`` sends the
+    same items ``segment_items`` to a message (the processor's segment layout), JSON encoding
+    included, as items/s.
+    """
+    import asyncio
+
+    from streams.topics import TopicSpec
+
+    topic = f"{settings.kafka.topic_prefix}-bench-sla-producer-{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings, [TopicSpec(topic, settings.kafka.partitions)])
+    now = int(time.time() * 1000)
+    items = []
+    for i in range(messages):
+        record = _submitted(i, now)
+        item = {
+            "p": i % 4,
+            "c": record["customer_id"],
+            "sub": [
+                now,
+                record["channel"],
+                record["category"],
+                record["severity"],
+                record["department"],
+                record["event_id"],
+            ],
+            "ev": [],
+            "f": [],
+            "t": now,
+        }
+        items.append((record["feedback_id"], item))
+    small = [(json.dumps(k).encode(), json.dumps(v).encode()) for k, v in items]
+    out: dict[str, Any] = {
+        "messages": messages,
+        "value_bytes": round(sum(len(v) for _, v in small) / messages),
+    }
+    try:
+        for name, config in PRODUCER_VARIANTS.items():
+            rate = asyncio.run(_produce_rate(settings, topic, small, **dict(config)))
+            out[f"{name}_msgs_per_s"] = round(rate)
+        started = time.perf_counter()
+        segments = [
+            (
+                f"0:{n}".encode(),
+                json.dumps({"i": dict(items[first : first + segment_items])}).encode(),
+            )
+            for n, first in enumerate(range(0, messages, segment_items))
+        ]
+        encode_s = time.perf_counter() - started
+        rate = asyncio.run(
+            _produce_rate(settings, topic, segments, **dict(PRODUCER_VARIANTS["none"]))
+        )
+        out["segment_items"] = segment_items
+        out["segment_items_per_s"] = round(messages / (encode_s + len(segments) / rate))
+    finally:
+        delete_topics(settings, [topic])
+    return out
 
 
 # -- real worker ------------------------------------------------------------------------------
@@ -294,8 +430,10 @@ def worker_figures(settings: Settings, options: dict[str, Any]) -> dict[str, Any
         _produce(settings, events)
         total = len(events)
         del events
+        raw_cpu = time.process_time()
         raw_sub = raw_consume_decode(settings, settings.topic(SUBMITTED), items)
         raw_st = raw_consume_decode(settings, settings.topic(STATUS_CHANGED), statuses)
+        raw_cpu = time.process_time() - raw_cpu
         raw = total / (items / raw_sub + statuses / raw_st) if statuses else raw_sub
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -310,15 +448,16 @@ def worker_figures(settings: Settings, options: dict[str, Any]) -> dict[str, Any
         first_t = 0.0
         first_n = 0
         last_t = 0.0
+        first_cpu = last_cpu = 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             stats = _sla_stats(settings) or {}
             applied = stats.get("applied", 0) + stats.get("duplicates", 0)
             t = time.perf_counter()
             if applied and not first_t:
-                first_t, first_n = t, applied
+                first_t, first_n, first_cpu = t, applied, _cpu_seconds(proc.pid)
             if applied >= total:
-                last_t = t
+                last_t, last_cpu = t, _cpu_seconds(proc.pid)
                 break
             if proc.poll() is not None:
                 raise ServiceError(f"bench sla: worker exited {proc.returncode}; log {log}")
@@ -326,6 +465,8 @@ def worker_figures(settings: Settings, options: dict[str, Any]) -> dict[str, Any
         if not last_t:
             raise ServiceError(f"bench sla: worker applied {applied} of {total}; log {log}")
         rate = (total - first_n) / (last_t - first_t) if last_t > first_t else float("nan")
+        # the 2 cores are shared: CPU time says what one worker does with a core of its own
+        cpu_rate = (total - first_n) / (last_cpu - first_cpu) if last_cpu > first_cpu else 0.0
         rss_loaded = _rss_bytes(proc.pid)
         # the trickle: items whose warnings fall due over the next trickle_s seconds
         t0 = int(time.time() * 1000) + 2000
@@ -354,7 +495,9 @@ def worker_figures(settings: Settings, options: dict[str, Any]) -> dict[str, Any
         "events": total,
         "open_items": items + trickle,
         "events_per_s": round(rate),
+        "events_per_cpu_s": round(cpu_rate),
         "raw_consume_decode_events_per_s": round(raw),
+        "raw_consume_decode_events_per_cpu_s": round(total / raw_cpu) if raw_cpu else None,
         "worker_vs_raw": round(rate / raw, 3),
         "worker_rss_mib_per_million_items": round(
             (rss_loaded - rss_start) / items * 1e6 / 2**20, 1
@@ -367,6 +510,10 @@ def worker_figures(settings: Settings, options: dict[str, Any]) -> dict[str, Any
         "met_events_per_s": rate >= TARGET_EVENTS_PER_S,
         "met_p99": p99 is not None and p99 <= TARGET_P99_MS and len(alerts) == trickle,
     }
+
+
+def _enabled(options: dict[str, Any], part: str) -> bool:
+    return options.get(part, True) not in (False, "false", 0)
 
 
 def run(settings: Settings, **options: Any) -> dict[str, Any]:
@@ -382,8 +529,16 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
         )
     }
     gc.collect()
-    if options.get("worker", True) not in (False, "false"):
+    if _enabled(options, "producer"):
+        figures["producer"] = producer_figures(
+            settings, int(options.get("producer_messages", 100_000)), SEGMENT_ITEMS
+        )
+    if _enabled(options, "worker"):
         figures["worker"] = worker_figures(settings, options)
+    if _enabled(options, "delivery"):
+        from cxstream.bench import sla_delivery
+
+        figures["delivery"] = sla_delivery.run(settings, alerts=int(options.get("alerts", 5000)))
     figures["targets"] = {
         "events_per_s": TARGET_EVENTS_PER_S,
         "deadline_to_alert_p99_ms": TARGET_P99_MS,

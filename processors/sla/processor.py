@@ -2,9 +2,11 @@
 
 - **Input**: ``feedback_submitted`` and ``feedback_status_changed`` through batch lanes (whole
   fetched batches of one partition; both topics are keyed by customer id and co-partitioned).
-- **State**: the Faust table ``sla-items`` (feedback id -> item, :mod:`.lifecycle`), written
-  under the source partition so its changelog partition equals the partition of the item's
-  events; a restart or rebalance recovers it and the due-time index is rebuilt from it for the
+- **State**: items (:mod:`.lifecycle`) in memory, persisted to the Faust table ``sla-segments``
+  as per-partition segments (:mod:`.store`: the items changed by a batch or a tick in a few
+  changelog messages instead of one per item), written under the source partition so the
+  changelog partition equals the partition of the items' events; a restart or rebalance
+  recovers the table, and the items and the due-time index are rebuilt from it for the
   partitions this worker now owns (``on_recover``).
 - **Timer**: every ``settings.sla.tick_interval_seconds`` (0.2 s), for owned partitions only,
   items due at wall-clock now (+ ``clock_skew_ms``) fire: alerts are emitted with
@@ -30,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from cxstream.errors import ValidationError
 from cxstream.privacy import pseudonymise
 from processors.sla.engine import STATUS_CHANGED, SUBMITTED, Firing, SlaEngine
-from processors.sla.lifecycle import Item
 from processors.sla.policy import HOUR_MS, SlaPolicy
+from processors.sla.store import SegmentStore
 from streams.batching import InputEvent, acting_for
 from streams.codec import DecodedEvent
 
@@ -43,7 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "sla"
-TABLE = "sla-items"
+#: segments (:mod:`.store`); a new name, so a changelog of the old one-key-per-item layout
+#: (``sla-items``) is never read as segments
+TABLE = "sla-segments"
 
 
 def check_feedback(event: DecodedEvent) -> None:
@@ -76,10 +80,11 @@ class SlaProcessor:
         self.sla = settings.sla
         self.topics = (settings.topic(SUBMITTED), settings.topic(STATUS_CHANGED))
         self._messages: dict[int, PartitionMessage] = {}
+        self.store = SegmentStore(table, self.put)
         self.engine = SlaEngine(
             SlaPolicy.from_settings(settings),
-            table,
-            self.write,
+            self.store,
+            self.store.write,
             pseudonymise=lambda value: pseudonymise(value, settings, pii_class="customer_id"),
             link_base_url=self.sla.link_base_url,
             late_after_ms=self.sla.late_after_ms,
@@ -97,7 +102,8 @@ class SlaProcessor:
 
     # -- table writes --------------------------------------------------------------------------
 
-    def write(self, partition: int, key: str, value: Item | None) -> None:
+    def put(self, partition: int, key: str, value: dict[str, Any] | None) -> None:
+        """Write a segment (None: delete it) to the table under ``partition``."""
         message = self._messages.get(partition)
         if message is None:
             message = self._messages[partition] = PartitionMessage(self.topics[0], partition)
@@ -112,6 +118,8 @@ class SlaProcessor:
 
     def handle(self, batch: Sequence[InputEvent]) -> None:
         self.engine.apply_batch((event.partition, event.name, event.record) for event in batch)
+        # persisted before the lane acks the batch
+        self.store.flush()
         last = batch[-1]
         where = (last.topic, last.partition)
         self._read[where] = max(self._read.get(where, -1), last.offset)
@@ -121,13 +129,14 @@ class SlaProcessor:
     async def on_recover(self) -> None:
         partitions = self.active_partitions()
         started = time.perf_counter()
-        indexed = self.engine.rebuild(partitions)
+        loaded = self.store.recover(partitions)
+        self.engine.rebuild(partitions)
         self.owned = partitions
         self.live = set()
         log.info(
-            "sla: index rebuilt for partitions %s: %d items in %.2f s",
+            "sla: items and index rebuilt for partitions %s: %d items in %.2f s",
             sorted(partitions),
-            indexed,
+            loaded,
             time.perf_counter() - started,
         )
         await self._arm_catch_up(partitions)
@@ -184,9 +193,13 @@ class SlaProcessor:
             self._update_live()
         started = time.perf_counter()
         now_ms = int(time.time() * 1000) + self.sla.clock_skew_ms
-        firings = self.engine.due(now_ms, sorted(self.live))
-        if firings:
-            await self._deliver(firings)
+        try:
+            firings = self.engine.due(now_ms, sorted(self.live))
+            if firings:
+                await self._deliver(firings)
+        finally:
+            # dropped items, and the marks of delivered alerts
+            self.store.flush()
         self.ticks += 1
         self.tick_seconds_max = max(self.tick_seconds_max, time.perf_counter() - started)
 
@@ -207,6 +220,7 @@ class SlaProcessor:
     def stats(self) -> dict[str, Any]:
         return {
             **self.engine.stats(),
+            **self.store.stats(),
             "owned": sorted(self.owned),
             "live": sorted(self.live),
             "ticks": self.ticks,
@@ -223,7 +237,7 @@ def register(app: faust.App, context: AppContext) -> None:
         TABLE,
         partitions=settings.kafka.partitions,
         schema=json_schema,
-        help="feedback items (submission, status changes, fired alert levels) by feedback id",
+        help="feedback items (submission, status changes, fired alert levels) in segments",
     )
     processor = SlaProcessor(app, context, table)
     for event in (SUBMITTED, STATUS_CHANGED):
