@@ -14,7 +14,7 @@ the customer out on replay.
   customer: ``{prefix}:profile:{id}``, ``{prefix}:reco:{id}`` and whatever a SCAN finds under
   ``{prefix}:*:{id}`` / ``{prefix}:*:{id}:*`` (and the same with the pseudonym).
 - :class:`ErasureLedger` writes ``erasure_audit`` rows and ``erased_customers`` marks
-  (migration ``0012_erasure.sql``); neither holds the customer id in clear.
+  (migration ``0008_erasure.sql``); neither holds the customer id in clear.
 - :class:`BlockList` answers "drop this event?" in memory: events of an erased customer that
   occurred at or before the erasure (the erasure request itself included, whose id is in
   clear) are dropped by processors and the sink. Marks are small JSON values, so a Faust table
@@ -315,7 +315,7 @@ class AuditRecord:
 
 
 class ErasureLedger:
-    """``erasure_audit`` and ``erased_customers`` in ClickHouse (migration 0012)."""
+    """``erasure_audit`` and ``erased_customers`` in ClickHouse (migration 0008)."""
 
     def __init__(self, backend: ClickHouseBackend, settings: Settings) -> None:
         self.backend = backend

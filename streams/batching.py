@@ -355,8 +355,33 @@ def install_batch_lanes(app: Any) -> dict[str, BatchLane]:
     """
     transport = _batching_transport_class()(app.conf.broker_consumer, app)
     app.transport = transport
+    _tolerate_unknown_changelog_partitions()
     lanes: dict[str, BatchLane] = transport.batch_lanes
     return lanes
+
+
+@functools.cache
+def _tolerate_unknown_changelog_partitions() -> None:
+    """Make Faust's source/changelog partition check treat 0 changelog partitions as unknown.
+
+    Faust compares the partition counts of a table's source topic and changelog from the group
+    coordinator's metadata snapshot, taken at the last rebalance. A changelog Faust created at
+    start-up can be in that snapshot with 0 partitions (created, leader not elected yet), and it
+    stays so until the next metadata change: the first table write then raised
+    ``PartitionsMismatch`` (seen in CI: "... changelog topic has 0 partitions") and crashed the
+    worker. A real mismatch (both counts known and different) still raises.
+    """
+    from faust.tables.base import Collection
+
+    original = Collection._verify_source_topic_partitions
+
+    def verify(self: Any, source_topic: str) -> None:
+        change_n = self.app.consumer.topic_partitions(self.changelog_topic_name)
+        if change_n == 0:
+            return  # not known yet; checked again on the next write
+        original(self, source_topic)
+
+    Collection._verify_source_topic_partitions = verify  # type: ignore[method-assign]
 
 
 @functools.cache

@@ -41,6 +41,10 @@ def sleeper(tmp_path: Path) -> Iterator[tuple[int, str]]:
     pid = process.spawn(
         [sys.executable, "-c", _SLEEPER, marker], log_file=tmp_path / "out.log", cwd=tmp_path
     )
+    # on a loaded machine /proc may show the argv a moment after spawn returned (seen in CI)
+    deadline = time.monotonic() + 10
+    while marker not in (process.cmdline(pid) or []) and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield pid, marker
     process.terminate(pid, timeout=1.0, sig=signal.SIGKILL)
 

@@ -12,18 +12,22 @@ from streams.topics import (
     INPUT_EVENTS,
     INPUT_MAX_MESSAGE_BYTES,
     OUTPUT_EVENTS,
+    PROFILE_INTERNAL_TOPICS,
+    SECURITY_LOGIN_FAILURES,
     TopicSpec,
     platform_topics,
 )
 
 
-def test_every_event_type_has_exactly_one_topic_plus_the_dlq() -> None:
+def test_every_event_type_has_one_topic_plus_the_dlq_and_internal_topics() -> None:
     settings = Settings()
     names = [spec.name for spec in platform_topics(settings)]
     assert len(names) == len(set(names))
     assert set(INPUT_EVENTS) | set(OUTPUT_EVENTS) == set(load_catalog().names())
     assert set(INPUT_EVENTS).isdisjoint(OUTPUT_EVENTS)
-    assert set(names) == {settings.topic(n) for n in (*INPUT_EVENTS, *OUTPUT_EVENTS, "dlq")}
+    internal = (*PROFILE_INTERNAL_TOPICS, SECURITY_LOGIN_FAILURES)
+    expected = (*INPUT_EVENTS, *OUTPUT_EVENTS, "dlq", *internal)
+    assert set(names) == {settings.topic(n) for n in expected}
 
 
 def test_specs_follow_the_settings() -> None:
