@@ -330,10 +330,10 @@ class SecuritySettings(_Section):
     anomaly_height: int = Field(default=5, ge=1)
     anomaly_window: int = Field(default=500, ge=10)
     #: the model learns one of every this many scored events (it scores all of them)
-    anomaly_learn_every: int = Field(default=1, ge=1)
+    anomaly_learn_every: int = Field(default=2, ge=1)
     #: a score at or above this raises an ``anomaly_score`` flag on its own
     anomaly_threshold: float = Field(default=0.97, gt=0, le=1.0)
-    #: events a model learns before its scores may raise flags
+    #: events a model scores (and learns a sample of) before its scores may raise flags
     anomaly_warmup: int = Field(default=2000, ge=0)
     #: model checkpoint (pickled, with the offset it reflects) every this many learned events
     anomaly_checkpoint_every: int = Field(default=5000, ge=1)
@@ -402,6 +402,11 @@ class ProfileSettings(_Section):
     mirror_retry_seconds: float = Field(default=1.0, gt=0)
     #: one Redis round trip; slower counts as down (the stream must not wait for Redis)
     mirror_timeout_seconds: float = Field(default=1.0, gt=0)
+    #: changed customers are coalesced and published (Redis + profile_snapshot) this often
+    publish_interval_ms: int = Field(default=100, ge=1)
+    #: on erasure, send a null value for the customer on the compacted profile_snapshot topic
+    #: (off until the ClickHouse sink skips null values instead of dead-lettering them)
+    snapshot_tombstones: bool = False
 
 
 class RecoSettings(_Section):

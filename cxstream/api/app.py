@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -130,8 +131,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("%s %s failed", request.method, route)
         response = error(500, f"internal error in {request.method} {route}")
-    state.metrics.requests.labels(route, request.method, str(response.status)).inc()
-    state.metrics.latency.labels(route).observe(time.perf_counter() - started)
+    state.metrics.request_done(
+        route, request.method, response.status, time.perf_counter() - started
+    )
     return response
 
 
@@ -188,14 +190,20 @@ async def get_profile(request: web.Request, frontend: str) -> web.StreamResponse
     assert state.lookups is not None
     customer_id = request.match_info["id"]
     try:
-        profile, source = await state.lookups.profile(customer_id)
+        body, source = await state.lookups.profile(customer_id)
     except ServiceError as exc:
-        state.metrics.profile_source.labels("error").inc()
+        state.metrics.profile_from("error")
         return error(503, str(exc))
-    state.metrics.profile_source.labels(source).inc()
-    if profile is None:
+    state.metrics.profile_from(source)
+    if body is None:
         return error(404, f"no profile for customer {customer_id!r}")
-    return web.json_response(profile, headers={"X-Profile-Source": source})
+    # the body is built from the stored JSON values (cxstream.api.profile_body): no re-encoding
+    return web.Response(
+        body=body, content_type="application/json", charset="utf-8", headers=_SOURCE[source]
+    )
+
+
+_SOURCE = {source: {"X-Profile-Source": source} for source in ("redis", "worker")}
 
 
 async def get_recommendations(request: web.Request, frontend: str) -> web.StreamResponse:
@@ -219,7 +227,8 @@ async def get_recommendations(request: web.Request, frontend: str) -> web.Stream
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "alive"})
+    # the pid tells apart the processes sharing the port (api.processes)
+    return web.json_response({"status": "alive", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:

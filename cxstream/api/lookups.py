@@ -14,8 +14,11 @@ key's partition. Serving only reads: no model or profile is updated here.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import time
+from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -23,9 +26,11 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from cxstream.api.metrics import ApiMetrics
+from cxstream.api.profile_body import profile_body
 from cxstream.errors import ServiceError
 from cxstream.settings import Settings
 
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: consent whose refusal turns recommendations off (profile attribute ``consents``)
 PERSONALISATION = "personalisation"
 
@@ -39,11 +44,17 @@ def reco_key(settings: Settings, customer_id: str) -> str:
 
 
 def redis_client(settings: Settings) -> Redis:
-    """An asyncio Redis client over a bounded connection pool, from ``settings.redis``."""
+    """An asyncio Redis client over a bounded connection pool, from ``settings.redis``.
+
+    ``socket_timeout=None`` (redis-py 8 defaults to 5 s): with one, redis-py wraps every send
+    in ``asyncio.wait_for`` (a task per command); each lookup runs under one ``asyncio.timeout``
+    instead, and a cancelled command disconnects its connection (redis-py), so no late answer
+    is read by the next command.
+    """
     redis = settings.redis
     kwargs: dict[str, Any] = {
         "max_connections": settings.api.redis_max_connections,
-        "socket_timeout": settings.api.request_timeout_seconds,
+        "socket_timeout": None,
         "socket_connect_timeout": settings.api.request_timeout_seconds,
     }
     if redis.username:
@@ -53,16 +64,6 @@ def redis_client(settings: Settings) -> Redis:
     if redis.ssl_cafile is not None:
         kwargs["ssl_ca_certs"] = str(redis.ssl_cafile)
     return Redis(connection_pool=ConnectionPool.from_url(redis.url, **kwargs))
-
-
-async def read_mirrored_profile(
-    redis: Redis, settings: Settings, customer_id: str
-) -> dict[str, Any] | None:
-    """The profile from the Redis mirror, decoded by the profiles processor's own reader."""
-    # imported here: the processor package is only needed once a profile is asked for
-    from processors.profiles.mirror import read_profile
-
-    return await read_profile(redis, settings, customer_id)
 
 
 class Lookups:
@@ -80,21 +81,35 @@ class Lookups:
         self.http = http
         self.metrics = metrics
         self.worker_url = (settings.api.worker_url or "").rstrip("/") or None
+        self._profile_prefix = profile_key(settings, "")
+        self._redis_profile_errors = metrics.redis_errors.labels("profile")
+        self._timeout = settings.api.request_timeout_seconds
 
-    async def _redis_profile(self, customer_id: str) -> dict[str, Any] | None:
-        return await read_mirrored_profile(self.redis, self.settings, customer_id)
-
-    async def profile(self, customer_id: str) -> tuple[dict[str, Any] | None, str]:
-        """The profile and where it came from: ``redis``, ``worker`` or ``none``.
+    async def profile(self, customer_id: str) -> tuple[bytes | None, str]:
+        """The profile as a JSON body and where it came from: ``redis``, ``worker`` or ``none``.
 
         Raises ``ServiceError`` when Redis has no answer and the worker cannot be asked.
         """
         redis_error: Exception | None = None
+        profile: bytes | None = None
         try:
-            profile = await self._redis_profile(customer_id)
+            async with asyncio.timeout(self._timeout):
+                # execute_command: hgetall() only wraps it; bytes, as the client does not
+                # decode responses (redis_client)
+                answer = await self.redis.execute_command(
+                    "HGETALL", self._profile_prefix + customer_id
+                )
+            raw = cast(Mapping[bytes, bytes], answer)
         except (RedisError, OSError, TimeoutError) as exc:
-            self.metrics.redis_errors.labels("profile").inc()
-            redis_error, profile = exc, None
+            self._redis_profile_errors.inc()
+            redis_error = exc
+        else:
+            try:
+                profile = profile_body(raw, int(time.time() * 1000))
+            except ValueError as exc:
+                raise ServiceError(
+                    f"profile {customer_id}: the Redis hash is not a mirrored profile: {exc}"
+                ) from exc
         if profile is not None:
             return profile, "redis"
         if self.worker_url is None or self.http is None:
@@ -109,7 +124,9 @@ class Lookups:
             self.metrics.worker_errors.inc()
             cause = f"Redis failed ({redis_error}) and " if redis_error else "not in Redis and "
             raise ServiceError(f"profile {customer_id}: {cause}{exc}") from exc
-        return (found, "worker") if found is not None else (None, "none")
+        if found is None:
+            return None, "none"
+        return _dumps(found).encode(), "worker"
 
     async def _worker_profile(self, customer_id: str) -> dict[str, Any] | None:
         assert self.http is not None
@@ -136,7 +153,7 @@ class Lookups:
         """Top ``k`` items with their reasons; empty with reason ``opted_out`` when the
         customer refused personalisation; ``None`` when there is no recommendation."""
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(self._timeout), self.redis.pipeline(False) as pipe:
                 pipe.get(reco_key(self.settings, customer_id))
                 pipe.hget(profile_key(self.settings, customer_id), "consents")
                 raw_reco, raw_consents = await pipe.execute()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 #: request latency buckets (seconds): lookups are expected in single milliseconds
+#: methods counted by name; any other (clients may send any token) counts as OTHER
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
 )  # fmt: skip
@@ -51,3 +56,26 @@ class ApiMetrics:
             "Profile fallbacks to the worker that failed (unreachable, bad answer).",
             registry=self.registry,
         )
+        # labelled children, made on first use (``labels()`` costs more than the update)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        label = method if method in METHODS else "OTHER"
+        key = (route, label, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, label, str(status)),
+                self.latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def profile_from(self, source: str) -> None:
+        """Count a profile lookup by where its answer came from."""
+        key = ("profile_source", source)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.profile_source.labels(source)
+        child.inc()

@@ -1,5 +1,6 @@
 """GET profile / recommendations through a real HTTP server and real Redis (mirror layout written
-with the profiles processor's own encoder), the worker fallback, readiness and metrics."""
+with the profiles processor's own encoder), readiness and metrics. The fallback to a real
+profiles worker is in ``test_api_worker_fallback.py``."""
 
 from __future__ import annotations
 
@@ -26,24 +27,6 @@ KEY = "key-of-app"
 AUTH = {"X-API-Key": KEY}
 
 
-class ProfileView:
-    """The worker side of the fallback contract: ``GET /v1/profiles/{customer_id}`` answers the
-    profile as JSON or 404, over real HTTP. (The profiles worker's own view replaces it once it
-    exists; the API depends on nothing else of the worker.)"""
-
-    def __init__(self, profiles: dict[str, dict[str, Any]]) -> None:
-        self.profiles = profiles
-        self.asked: list[str] = []
-
-    async def get(self, request: web.Request) -> web.Response:
-        customer_id = request.match_info["customer_id"]
-        self.asked.append(customer_id)
-        profile = self.profiles.get(customer_id)
-        if profile is None:
-            return web.json_response({"error": "unknown"}, status=404)
-        return web.json_response(profile)
-
-
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app)
     await runner.setup()
@@ -67,14 +50,8 @@ def view(customer_id: str, **attributes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def world(
-    local_stack: LocalStack,
-) -> AsyncIterator[tuple[Settings, Redis, ProfileView, str]]:
-    """An API with its own key prefix in Redis and a worker profile view on real HTTP."""
-    worker = ProfileView({"c-worker": view("c-worker", segment="from-table")})
-    worker_app = web.Application()
-    worker_app.router.add_get("/v1/profiles/{customer_id}", worker.get)
-    worker_runner, worker_url = await _serve(worker_app)
+async def world(local_stack: LocalStack) -> AsyncIterator[tuple[Settings, Redis]]:
+    """An API with its own key prefix in Redis and no worker fallback."""
     base = local_stack.settings
     settings = base.model_copy(
         update={
@@ -82,26 +59,23 @@ async def world(
                 update={"topic_prefix": f"test-lk-{uuid.uuid4().hex[:8]}"}
             ),
             "api": base.api.model_copy(
-                update={"keys": {"app": SecretStr(KEY)}, "worker_url": worker_url}
+                update={"keys": {"app": SecretStr(KEY)}, "worker_url": None}
             ),
         }
     )
     redis = Redis.from_url(settings.redis.url)
     try:
-        yield settings, redis, worker, worker_url
+        yield settings, redis
     finally:
         prefix = settings.kafka.topic_prefix
         keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
-        await worker_runner.cleanup()
 
 
-async def test_profile_from_redis_then_worker_fallback_then_404(
-    world: tuple[Settings, Redis, ProfileView, str],
-) -> None:
-    settings, redis, worker, _ = world
+async def test_profile_from_redis_404_401_and_metrics(world: tuple[Settings, Redis]) -> None:
+    settings, redis = world
     prefix = settings.kafka.topic_prefix
     stored = view("c-redis", open_feedback=1, oldest_open_feedback_at=1_796_000_000_000)
     fields = encode_fields(stored, 7, 1_796_000_001_000)
@@ -112,20 +86,14 @@ async def test_profile_from_redis_then_worker_fallback_then_404(
             async with session.get(f"{url}/v1/customers/c-redis/profile", headers=AUTH) as r:
                 assert r.status == 200
                 assert r.headers["X-Profile-Source"] == "redis"
+                assert r.content_type == "application/json"
                 body = await r.json()
             assert {k: body[k] for k in stored} == stored
             assert (body["version"], body["updated_at"]) == (7, 1_796_000_001_000)
-            assert body["oldest_open_feedback_age_seconds"] > 0  # the reader adds ages
-            assert worker.asked == []
-
-            async with session.get(f"{url}/v1/customers/c-worker/profile", headers=AUTH) as r:
-                assert r.status == 200
-                assert r.headers["X-Profile-Source"] == "worker"
-                assert (await r.json())["segment"] == "from-table"
+            assert body["oldest_open_feedback_age_seconds"] > 0  # added at read time
             async with session.get(f"{url}/v1/customers/nobody/profile", headers=AUTH) as r:
                 assert r.status == 404
                 assert "nobody" in (await r.json())["error"]
-            assert worker.asked == ["c-worker", "nobody"]
             async with session.get(f"{url}/v1/customers/c-redis/profile") as r:
                 assert r.status == 401
 
@@ -136,14 +104,14 @@ async def test_profile_from_redis_then_worker_fallback_then_404(
             for s in families["cxstream_api_profile_lookups"].samples
             if s.name.endswith("_total")
         }
-        assert sources == {"redis": 1, "worker": 1, "none": 1}
+        assert sources == {"redis": 1, "none": 1}
         requests = {
             (s.labels["route"], s.labels["status"]): s.value
             for s in families["cxstream_api_requests"].samples
             if s.name.endswith("_total")
         }
         route = "/v1/customers/{id}/profile"
-        assert requests[(route, "200")] == 2
+        assert requests[(route, "200")] == 1
         assert requests[(route, "404")] == 1
         assert requests[(route, "401")] == 1
         latency_count = [
@@ -151,15 +119,15 @@ async def test_profile_from_redis_then_worker_fallback_then_404(
             for s in families["cxstream_api_request_seconds"].samples
             if s.name.endswith("_count") and s.labels["route"] == route
         ]
-        assert latency_count == [4]
+        assert latency_count == [3]
     finally:
         await runner.cleanup()
 
 
-async def test_redis_down_falls_back_to_the_worker_and_readiness_names_redis(
-    world: tuple[Settings, Redis, ProfileView, str],
+async def test_redis_down_is_503_and_readiness_names_redis(
+    world: tuple[Settings, Redis],
 ) -> None:
-    settings, _, _, _ = world
+    settings, _ = world
     # a port nothing listens on: a real refused connection
     dead = settings.model_copy(
         update={
@@ -169,9 +137,9 @@ async def test_redis_down_falls_back_to_the_worker_and_readiness_names_redis(
     runner, url = await _serve(create_api(dead))
     try:
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{url}/v1/customers/c-worker/profile", headers=AUTH) as r:
-                assert r.status == 200
-                assert r.headers["X-Profile-Source"] == "worker"
+            async with session.get(f"{url}/v1/customers/c-1/profile", headers=AUTH) as r:
+                assert r.status == 503
+                assert "Redis failed" in (await r.json())["error"]
             async with session.get(f"{url}/v1/customers/c1/recommendations", headers=AUTH) as r:
                 assert r.status == 503
                 assert "Redis failed" in (await r.json())["error"]
@@ -194,9 +162,9 @@ async def test_redis_down_falls_back_to_the_worker_and_readiness_names_redis(
 
 
 async def test_worker_down_and_redis_miss_is_503(
-    world: tuple[Settings, Redis, ProfileView, str],
+    world: tuple[Settings, Redis],
 ) -> None:
-    settings, _, _, _ = world
+    settings, _ = world
     nowhere = settings.model_copy(
         update={
             "api": settings.api.model_copy(update={"worker_url": f"http://127.0.0.1:{free_port()}"})
@@ -217,9 +185,9 @@ async def test_worker_down_and_redis_miss_is_503(
 
 
 async def test_recommendations_top_k_with_reasons_opt_out_and_missing(
-    world: tuple[Settings, Redis, ProfileView, str],
+    world: tuple[Settings, Redis],
 ) -> None:
-    settings, redis, _, _ = world
+    settings, redis = world
     prefix = settings.kafka.topic_prefix
     items = [
         {"product_id": "p-card", "score": 0.4, "reason": "similar_customers"},
