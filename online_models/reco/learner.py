@@ -65,6 +65,11 @@ class Learner:
     def applied_offset(self, topic: str, partition: int) -> int:
         return self.offsets.get(f"{topic}:{partition}", -1)
 
+    def skip(self, topic: str, partition: int, offset: int) -> None:
+        """Count an event as applied without learning from it (an erased customer's replay):
+        replay detection and checkpoint progress stay exact, the models never see it."""
+        self._mark(topic, partition, offset)
+
     def _mark(self, topic: str, partition: int, offset: int) -> None:
         key = f"{topic}:{partition}"
         if offset > self.offsets.get(key, -1):
@@ -152,7 +157,10 @@ class Learner:
     # -- erasure --------------------------------------------------------------------------------
 
     def forget(self, customer_id: str) -> int:
-        """Drop every pending impression (with its context) of ``customer_id``; returns how many."""
+        """Drop every pending impression (with its context) of ``customer_id`` and their
+        metrics entries; returns how many impressions. Afterwards nothing the learner pickles
+        names the customer (labels learned before are in the model weights, which name no one).
+        """
         dropped = 0
         for pending in self.pending.values():
             for key in [k for k, item in pending.items() if item.customer_id == customer_id]:

@@ -15,6 +15,14 @@ checkpointed to Redis with its offsets (``<prefix>:reco-checkpoint:<app id>:<par
 assigned, and the feedback between its offsets and the group's committed ones is read back
 (:mod:`.gaps`) before its first batch. So workers joining or leaving the group move warm models
 with their partitions, and every feedback event is learned exactly once by exactly one model.
+
+Erasure (``erasure_requested``): the customer's pending impressions and metrics entries leave
+the learner (:meth:`Learner.forget`), the served list leaves Redis, the table keeps only a
+marker ``{"erased": erasure time, "offsets": ...}``, and the partition's checkpoint is saved at
+once after the batch (so the stored checkpoint stops naming them without waiting for the
+interval, even when no offset moved). Their replayed events (``occurred_at`` at or before the
+erasure time, also inside a gap read-back) are neither learned nor applied; their offsets still
+count as applied. Events after the erasure start a fresh state (the marker's time is kept).
 """
 
 from __future__ import annotations
@@ -63,6 +71,17 @@ _KPIS = {
 }
 
 
+def _covered(state: dict[str, Any], record: dict[str, Any]) -> bool:
+    """An event of an erased customer that occurred at or before the erasure (a replay)."""
+    erased = state.get("erased")
+    return erased is not None and int(record["occurred_at"]) <= int(erased)
+
+
+def _is_marker(state: dict[str, Any]) -> bool:
+    """The state left by an erasure (no features, nothing to serve)."""
+    return "erased" in state and "held" not in state
+
+
 def _context(state: dict[str, Any], t: int) -> Callable[[str], dict[str, float]]:
     def context(_customer_id: str) -> dict[str, float]:
         return feats.context_features(state, t)
@@ -99,7 +118,7 @@ class RecoProcessor:
         self.rng = random.Random()
         self.counts = {
             "served": 0, "withdrawn": 0, "replays": 0, "gap_events": 0, "erased": 0,
-            "partitions_loaded": 0, "partitions_released": 0,
+            "erased_events_ignored": 0, "partitions_loaded": 0, "partitions_released": 0,
         }  # fmt: skip
         self.started = time.monotonic()
         self.first_served_after_s: float | None = None
@@ -153,19 +172,29 @@ class RecoProcessor:
     async def handle(self, batch: list[InputEvent]) -> None:
         futures: list[Awaitable[Any]] = []
         touched: list[int] = []
+        forgot: set[int] = set()
         for partition, items in group_by_partition(batch).items():
             model = self.model(partition)
             await self._gap_fill(model, items[0])
-            futures += await self._partition(model.learner, partition, items)
+            futures += await self._partition(model.learner, partition, items, forgot)
             futures += await self._emit_closed_windows(model.learner, partition)
             touched.append(partition)
         # effects durable before the batch's offsets move
         await self.context.delivered(futures)
         for partition in touched:
-            self.checkpoints.maybe_save(partition, self.models[partition].learner)
+            learner = self.models[partition].learner
+            if partition in forgot:
+                # the stored checkpoint still names the erased customers: replace it now
+                if not self.checkpoints.save(partition, learner):
+                    log.warning(
+                        "reco: checkpoint of partition %d after an erasure refused (a newer "
+                        "one is stored)", partition,
+                    )  # fmt: skip
+            else:
+                self.checkpoints.maybe_save(partition, learner)
 
     async def _partition(
-        self, learner: Learner, partition: int, items: Sequence[InputEvent]
+        self, learner: Learner, partition: int, items: Sequence[InputEvent], forgot: set[int]
     ) -> list[Any]:
         touched: dict[str, tuple[dict[str, Any], InputEvent]] = {}
         for item in items:
@@ -176,6 +205,31 @@ class RecoProcessor:
             name = item.name
             entry = touched.get(cid)
             state = entry[0] if entry is not None else self._load(cid)
+            if name == "erasure_requested":
+                if item.offset <= state["offsets"].get(name, -1):
+                    self.counts["replays"] += 1
+                    continue
+                state["offsets"][name] = item.offset
+                self.forget(cid, learner)
+                forgot.add(partition)
+                erased = max(int(record["occurred_at"]), int(state.get("erased") or 0))
+                touched[cid] = ({"erased": erased, "offsets": state["offsets"]}, item)
+                continue
+            if _covered(state, record):
+                # an erased customer's replayed event: never learned, never applied
+                if name in LEARNED and not learner.already_applied(
+                    item.topic, partition, item.offset
+                ):
+                    learner.skip(item.topic, partition, item.offset)
+                self.counts["erased_events_ignored"] += 1
+                continue
+            if _is_marker(state):
+                # the first event after the erasure: a fresh state that keeps the marker
+                state = {
+                    **feats.new_state(),
+                    "erased": state["erased"],
+                    "offsets": state["offsets"],
+                }
             if name in LEARNED and not learner.already_applied(item.topic, partition, item.offset):
                 if name == "recommendation_feedback":
                     t = record["occurred_at"]
@@ -186,14 +240,6 @@ class RecoProcessor:
                 self.counts["replays"] += 1
                 continue
             state["offsets"][name] = item.offset
-            if name == "erasure_requested":
-                self.forget(cid, learner)
-                state = {"erased": record["occurred_at"], "offsets": state["offsets"]}
-                touched[cid] = (state, item)
-                continue
-            if state.get("erased"):
-                touched[cid] = (state, item)
-                continue
             learner.metrics.active(record["occurred_at"], cid)
             if name == "recommendation_feedback":
                 self._note_feedback(state, record)
@@ -229,7 +275,7 @@ class RecoProcessor:
         reco = self.reco
         for cid, (state, item) in touched.items():
             key = f"{self.prefix}:reco:{cid}"
-            if not state.get("erased"):
+            if not _is_marker(state):
                 now = item.record["occurred_at"]
                 x = feats.context_features(state, now)
                 eligible = feats.eligible(state, now)
@@ -314,8 +360,11 @@ class RecoProcessor:
             first.offset,
         )  # fmt: skip
         for offset, record in records:
-            if first.name == "recommendation_feedback":
-                state = self._load(record["customer_id"])
+            state = self._load(record["customer_id"])
+            if _covered(state, record):
+                learner.skip(first.topic, first.partition, offset)
+                self.counts["erased_events_ignored"] += 1
+            elif first.name == "recommendation_feedback":
                 t = record["occurred_at"]
                 learner.feedback(first.topic, first.partition, offset, record, _context(state, t))
             else:

@@ -3,7 +3,8 @@ breach and escalations fired exactly once per level (after dedupe by ``alert_id`
 
 Modules: :mod:`.policy` (settings -> due times, business calendar), :mod:`.lifecycle` (item
 state from its events), :mod:`.index` (due-time heap per partition), :mod:`.engine` (pure
-engine), :mod:`.processor` (the Faust wiring). ``register`` is what ``cxstream worker
+engine), :mod:`.store` (segments), :mod:`.erasure` (erased customers' markers),
+:mod:`.processor` (the Faust wiring). ``register`` is what ``cxstream worker
 --processor sla`` calls.
 """
 

@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.sla.index import DueIndex
-from processors.sla.lifecycle import Item, add_status, add_submitted, new_item, view
+from processors.sla.lifecycle import (
+    Item,
+    add_status,
+    add_submitted,
+    first_event_ms,
+    new_item,
+    view,
+)
 from processors.sla.policy import HOUR_MS, Level, SlaPolicy, level_times
 
 SUBMITTED = "feedback_submitted"
@@ -126,6 +133,31 @@ class SlaEngine:
             self.write(item["p"], key, item)
             self.index.schedule(item["p"], key, self.next_due(item))
         return len(changed)
+
+    # -- erasure -------------------------------------------------------------------------------
+
+    def erase(self, erased_at: Mapping[str, int]) -> dict[int, list[str]]:
+        """Drop the items of erased customers (customer id -> erasure time, epoch ms).
+
+        An item goes if its earliest event occurred at or before its customer's erasure (the
+        block list's rule: what happened later is not covered by that request). The items are
+        deleted through ``write`` and leave the index, so nothing fires for them; returns
+        their keys by partition (the worker also purges them from its segment store). Scans
+        every item: erasures are rare and carry no feedback id.
+        """
+        gone: dict[int, list[str]] = {}
+        if not erased_at:
+            return gone
+        for key, item in list(self.items.items()):
+            at = erased_at.get(item["c"])
+            if at is not None and first_event_ms(item) <= at:
+                gone.setdefault(item["p"], []).append(key)
+        for partition, keys in gone.items():
+            for key in keys:
+                self.write(partition, key, None)
+                self.index.schedule(partition, key, None)
+            self.counts["erased_items"] += len(keys)
+        return gone
 
     # -- clock ---------------------------------------------------------------------------------
 

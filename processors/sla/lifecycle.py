@@ -89,6 +89,14 @@ def event_ids(item: Item) -> set[str]:
     return ids
 
 
+def first_event_ms(item: Item) -> int:
+    """Event time of the item's earliest event (submission or status change)."""
+    times = [entry[0] for entry in item["ev"]]
+    if item["sub"] is not None:
+        times.append(item["sub"][0])
+    return min(times, default=item["t"])
+
+
 def add_submitted(item: Item, record: dict[str, Any]) -> bool:
     """Record the submission; False if it was there already (a replay or a re-send)."""
     if item["sub"] is not None:

@@ -17,6 +17,11 @@
 - **Catch-up**: after an assignment, a partition's timers wait until the input backlog that was
   there at assignment has been read (so responses published while the worker was down stop
   their clocks before those fire), at most ``catch_up_timeout_seconds``.
+- **Erasure**: ``erasure_requested`` (its own lane) drops the customer's items from memory, the
+  due index and every persisted segment (:meth:`.store.SegmentStore.purge`), and keeps a marker
+  per pseudonym (:mod:`.erasure`, table ``sla-erased``) so that their replayed feedback events
+  (at or before the erasure time) are ignored; a recovery drops any item a marker covers (and
+  the catch-up gate includes the erasure topic), so no alert fires for them afterwards.
 - ``GET /v1/stats`` shows ``sla`` (items, index sizes, alerts fired per level, late ones).
 """
 
@@ -31,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from cxstream.errors import ValidationError
 from cxstream.privacy import pseudonymise
+from processors.erasure.processor import check_request
 from processors.sla.engine import STATUS_CHANGED, SUBMITTED, Firing, SlaEngine
+from processors.sla.erasure import ErasedCustomers, keep_ms
 from processors.sla.policy import HOUR_MS, SlaPolicy
 from processors.sla.store import SegmentStore
 from streams.batching import InputEvent, acting_for
@@ -48,6 +55,11 @@ NAME = "sla"
 #: segments (:mod:`.store`); a new name, so a changelog of the old one-key-per-item layout
 #: (``sla-items``) is never read as segments
 TABLE = "sla-segments"
+#: erased customers' markers (:mod:`.erasure`)
+ERASED_TABLE = "sla-erased"
+ERASURE = "erasure_requested"
+#: how often (monotonic seconds) the timer looks for markers to expire
+_EXPIRE_EVERY_S = 60.0
 
 
 def check_feedback(event: DecodedEvent) -> None:
@@ -72,15 +84,20 @@ class PartitionMessage:
 class SlaProcessor:
     """Glue between the batch lanes, the table, the timer and the pure engine."""
 
-    def __init__(self, app: faust.App, context: AppContext, table: Any) -> None:
+    def __init__(self, app: faust.App, context: AppContext, table: Any, erased_table: Any) -> None:
         settings = context.settings
         self.app = app
         self.context = context
         self.table = table
         self.sla = settings.sla
         self.topics = (settings.topic(SUBMITTED), settings.topic(STATUS_CHANGED))
+        #: topics whose backlog gates the timers: responses and erasures first
+        self.gated = (*self.topics, settings.topic(ERASURE))
         self._messages: dict[int, PartitionMessage] = {}
         self.store = SegmentStore(table, self.put)
+        self.erased_table = erased_table
+        self.erased = ErasedCustomers(settings, self.put_marker, keep_ms=keep_ms(settings))
+        self._expired_at = time.monotonic()
         self.engine = SlaEngine(
             SlaPolicy.from_settings(settings),
             self.store,
@@ -104,23 +121,63 @@ class SlaProcessor:
 
     def put(self, partition: int, key: str, value: dict[str, Any] | None) -> None:
         """Write a segment (None: delete it) to the table under ``partition``."""
+        self._put(self.table, partition, key, value)
+
+    def put_marker(self, partition: int, key: str, value: dict[str, Any] | None) -> None:
+        """Write an erased customer's marker (None: delete it) under ``partition``."""
+        self._put(self.erased_table, partition, key, value)
+
+    def _put(self, table: Any, partition: int, key: str, value: dict[str, Any] | None) -> None:
         message = self._messages.get(partition)
         if message is None:
             message = self._messages[partition] = PartitionMessage(self.topics[0], partition)
         with acting_for(message):
             if value is None:
                 with contextlib.suppress(KeyError):
-                    del self.table[key]
+                    del table[key]
             else:
-                self.table[key] = value
+                table[key] = value
 
     # -- input ---------------------------------------------------------------------------------
 
     def handle(self, batch: Sequence[InputEvent]) -> None:
-        self.engine.apply_batch((event.partition, event.name, event.record) for event in batch)
+        erased = self.erased
+        self.engine.apply_batch(
+            (event.partition, event.name, event.record)
+            for event in batch
+            # an erased customer's replayed events (at or before the erasure) stay out
+            if not (
+                len(erased)
+                and erased.blocks(event.record["customer_id"], event.record["occurred_at"])
+            )
+        )
         # persisted before the lane acks the batch
         self.store.flush()
-        last = batch[-1]
+        self._note_read(batch[-1])
+
+    def handle_erasure(self, batch: Sequence[InputEvent]) -> None:
+        """Mark the customers erased, then drop their items everywhere (before the ack)."""
+        now_ms = int(time.time() * 1000)
+        latest: dict[str, tuple[int, int]] = {}  # customer id -> (erasure time, partition)
+        for event in batch:
+            cid = str(event.record["customer_id"])
+            at = int(event.record["occurred_at"])
+            known = latest.get(cid)
+            if known is None or at > known[0]:
+                latest[cid] = (at, event.partition)
+        for cid, (at, partition) in latest.items():
+            self.erased.add(partition, cid, at, now_ms)
+        # by the marker's time (the latest erasure), so a replayed older request does as much
+        self._erase({cid: self.erased.erased_at(cid) or at for cid, (at, _) in latest.items()})
+        self.store.flush()
+        self._note_read(batch[-1])
+
+    def _erase(self, erased_at: dict[str, int]) -> int:
+        gone = self.engine.erase(erased_at)
+        self.store.purge(gone)
+        return sum(map(len, gone.values()))
+
+    def _note_read(self, last: InputEvent) -> None:
         where = (last.topic, last.partition)
         self._read[where] = max(self._read.get(where, -1), last.offset)
 
@@ -130,6 +187,19 @@ class SlaProcessor:
         partitions = self.active_partitions()
         started = time.perf_counter()
         loaded = self.store.recover(partitions)
+        self.erased.recover(self.erased_table.items())
+        if len(self.erased):
+            # a crash between the markers' and the purge's writes: the markers win
+            covered = {
+                item["c"]: at
+                for item in self.store.values()
+                if (at := self.erased.erased_at(item["c"])) is not None
+            }
+            if covered:
+                log.warning("sla: dropping items of %d erased customers found at recovery",
+                            len(covered))  # fmt: skip
+                self._erase(covered)
+                self.store.flush()
         self.engine.rebuild(partitions)
         self.owned = partitions
         self.live = set()
@@ -152,7 +222,7 @@ class SlaProcessor:
         self._backlog = {}
         if not partitions:
             return
-        tps = [TP(topic, p) for topic in self.topics for p in partitions]
+        tps = [TP(topic, p) for topic in self.gated for p in partitions]
         try:
             ends = await self.app.consumer.highwaters(*tps)
             for tp in tps:
@@ -193,6 +263,9 @@ class SlaProcessor:
             self._update_live()
         started = time.perf_counter()
         now_ms = int(time.time() * 1000) + self.sla.clock_skew_ms
+        if time.monotonic() - self._expired_at >= _EXPIRE_EVERY_S:
+            self._expired_at = time.monotonic()
+            self.erased.expire(now_ms, self.owned)
         try:
             firings = self.engine.due(now_ms, sorted(self.live))
             if firings:
@@ -221,6 +294,7 @@ class SlaProcessor:
         return {
             **self.engine.stats(),
             **self.store.stats(),
+            **self.erased.stats(),
             "owned": sorted(self.owned),
             "live": sorted(self.live),
             "ticks": self.ticks,
@@ -239,9 +313,16 @@ def register(app: faust.App, context: AppContext) -> None:
         schema=json_schema,
         help="feedback items (submission, status changes, fired alert levels) in segments",
     )
-    processor = SlaProcessor(app, context, table)
+    erased_table = app.Table(
+        ERASED_TABLE,
+        partitions=settings.kafka.partitions,
+        schema=json_schema,
+        help="erased customers (pseudonym -> erasure time): their replays are ignored",
+    )
+    processor = SlaProcessor(app, context, table, erased_table)
     for event in (SUBMITTED, STATUS_CHANGED):
         context.batch_agent(event, processor.handle, step=NAME, check=check_feedback)
+    context.batch_agent(ERASURE, processor.handle_erasure, step=NAME, check=check_request)
     table.on_recover(processor.on_recover)
     app.timer(settings.sla.tick_interval_seconds, name=f"{NAME}-tick")(processor.tick)
     context.stats[NAME] = processor.stats

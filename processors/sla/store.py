@@ -20,6 +20,10 @@ Deletions (items dropped after their retention) are markers in ``"d"``: ``feedba
 of the first marker. Older segments may still hold stale copies of a deleted item, which a
 recovery must not resurrect, so a marker is kept (and copied forward by compaction) until no
 segment older than that ``seq`` is left.
+
+Erasure (:meth:`SegmentStore.purge`) cannot wait for that: the stale copies name the customer.
+It rewrites every segment holding one of the erased items without it (or deletes it), so the
+table, hence the changelog's latest values and any recovery, no longer hold them at all.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class SegmentStore(Mapping[str, Item]):
         self._dirty: dict[int, dict[str, Item | None]] = {}
         self.segments_written = 0
         self.segments_deleted = 0
+        #: segment entries removed by :meth:`purge`
+        self.purged = 0
 
     # -- Mapping -------------------------------------------------------------------------------
 
@@ -230,6 +236,71 @@ class SegmentStore(Mapping[str, Item]):
         self.put(partition, segment_key(partition, seq), None)
         self.segments_deleted += 1
 
+    # -- erasure -------------------------------------------------------------------------------
+
+    def purge(self, keys_by_partition: Mapping[int, Iterable[str]]) -> int:
+        """Remove items from memory *and from every segment holding a copy* (right to erasure).
+
+        A deletion marker (:meth:`write` with None) would leave stale copies in older segments
+        until compaction, and those hold the customer id: so each segment of the partition
+        that holds one of ``keys`` (as an item or a marker) is written again without them, or
+        deleted when nothing else is in it. Afterwards no table value names the keys, so no
+        recovery can bring them back, and no marker is needed. Unflushed changes of the keys
+        are dropped too. Reads every segment of the partition (erasures are rare). Returns the
+        entries removed from segments.
+        """
+        removed = 0
+        for partition, wanted in keys_by_partition.items():
+            keys = set(wanted)
+            if not keys:
+                continue
+            for key in keys:
+                self._items.pop(key, None)
+            dirty = self._dirty.get(partition)
+            if dirty is not None:
+                for key in keys:
+                    dirty.pop(key, None)
+                if not dirty:
+                    del self._dirty[partition]
+            part = self._parts.get(partition)
+            if part is not None:
+                removed += self._purge_segments(partition, part, keys)
+        self.purged += removed
+        return removed
+
+    def _purge_segments(self, partition: int, part: _Partition, keys: set[str]) -> int:
+        removed = 0
+        for seq in list(part.segments):
+            table_key = segment_key(partition, seq)
+            value = self.table.get(table_key) or {}
+            items: dict[str, Any] = value.get("i", {})
+            markers: dict[str, Any] = value.get("d", {})
+            hits = (keys & items.keys()) | (keys & markers.keys())
+            if not hits:
+                continue
+            for key in hits:
+                if self._loc.get(key) == (partition, seq):
+                    self._forget(key)
+                part.markers.pop(key, None)
+            counts = part.segments[seq]
+            counts[1] -= len(hits)
+            part.entries -= len(hits)
+            removed += len(hits)
+            if counts[1] == 0:
+                self._delete_segment(partition, part, seq)
+                continue
+            # new dicts: the table's value object must not change under Faust's feet
+            self.put(
+                partition,
+                table_key,
+                {
+                    "i": {k: v for k, v in items.items() if k not in hits},
+                    "d": {k: v for k, v in markers.items() if k not in hits},
+                },
+            )
+            self.segments_written += 1
+        return removed
+
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self, partitions: Iterable[int]) -> int:
@@ -287,4 +358,5 @@ class SegmentStore(Mapping[str, Item]):
             "markers": sum(len(p.markers) for p in self._parts.values()),
             "segments_written": self.segments_written,
             "segments_deleted": self.segments_deleted,
+            "purged_entries": self.purged,
         }

@@ -69,10 +69,8 @@ KNOWN_GAPS = {
     "-profiles-changelog": "profiles keeps their profile",
     "-profiles-anonymous-changelog": "profiles keeps anonymous ids linked to them",
     ":profile:": "the profiles mirror writes their Redis profile again",
-    ".alert.": "sla keeps their feedback items and fires alerts after the erasure",
     "-security-principals-changelog": "security keeps their state and staff baselines",
     "-security-networks-changelog": "security keeps their failed logins per ip/device",
-    ":reco-checkpoint:": "the recommender's checkpoint still names them",
 }
 
 

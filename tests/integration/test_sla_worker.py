@@ -347,3 +347,72 @@ def test_sigkill_at_random_points_every_due_alert_on_the_topic_and_none_other(
     )
     for alert in reader.alerts:
         assert alert["fired_at"] >= alert["deadline_at"]
+
+
+def erasure(customer: str, at: int) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()), "occurred_at": at, "customer_id": customer,
+        "request_id": f"req-{customer}", "channel": "app", "reason": "closing my account",
+        "source": "mobile-app",
+    }  # fmt: skip
+
+
+def test_an_erased_customer_gets_no_alert_after_the_erasure_a_replay_or_a_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from tests.integration.test_erasure_end_to_end import erased_marker, latest_changelog_values
+
+    log = tmp_path / "worker.log"
+    gone, kept = "CERASED1", "CKEPT001"
+    reader = AlertReader(settings)
+    proc = start_worker(settings, log)
+    try:
+        wait_live(settings, proc, log)
+        now = int(time.time() * 1000)
+        due = now + 10_000  # warnings of the open items: after the erasure is applied
+        past = submitted("fb-past", now - BREACH_MS - 60_000, gone)  # fires at once (late)
+        theirs = submitted("fb-gone", due - WARN_MS, gone)
+        publish(settings, [
+            ("feedback_submitted", past), ("feedback_submitted", theirs),
+            ("feedback_submitted", submitted("fb-kept", due - WARN_MS, kept)),
+        ])  # fmt: skip
+        # the erased customer is really in the engine: their overdue item alerted
+        reader.until({alert_id("fb-past", 0, "breach")}, timeout=30)
+        publish(settings, [("erasure_requested", erasure(gone, now))])
+        # a replay of their old events, and an old one never seen before: all ignored
+        never_seen = submitted("fb-old", due - WARN_MS + 500, gone)  # occurred before `now`
+        publish(settings, [("feedback_submitted", past), ("feedback_submitted", theirs),
+                           ("feedback_submitted", never_seen)])  # fmt: skip
+        reader.until({alert_id("fb-kept", 0, "warning")}, timeout=30)
+        before_restart = sla_stats(settings)
+        # a restart recovers the table: nothing of theirs may come back and fire
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+        proc = start_worker(settings, log)
+        after_restart = wait_live(settings, proc, log)
+        reader.poll(3.0)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.close()
+
+    fired = {a["subject_id"] for a in reader.alerts if a["fired_at"] > now}
+    assert "fb-kept" in fired
+    # fb-past's alerts went out before the erasure; nothing of theirs fired after it
+    assert not {"fb-gone", "fb-old"} & fired, sorted(fired)
+    assert before_restart is not None
+    assert before_restart["erased_customers"] == 1
+    assert before_restart["erased_items"] == 2
+    assert before_restart["erased_events_dropped"] == 3
+    assert after_restart["erased_customers"] == 1  # the marker was recovered
+    assert after_restart["items"] == 1  # fb-kept only
+    # what a recovering worker reads back: their markers only, no id in clear anywhere
+    for (topic, key), value in latest_changelog_values(settings).items():
+        assert value is None or gone.encode() not in value, (topic, key, value[:200])
+        if topic.endswith("-sla-erased-changelog"):
+            assert value is None or erased_marker(value), value
