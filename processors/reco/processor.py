@@ -119,7 +119,12 @@ class RecoProcessor:
         self.counts = {
             "served": 0, "withdrawn": 0, "replays": 0, "gap_events": 0, "erased": 0,
             "erased_events_ignored": 0, "partitions_loaded": 0, "partitions_released": 0,
+            "redis_errors": 0,
         }  # fmt: skip
+        #: Redis key -> (served list JSON or None to delete, TTL) not written yet (Redis down)
+        self.pending: dict[str, tuple[str | None, int]] = {}
+        #: partitions whose checkpoint must be replaced (an erasure) but Redis refused so far
+        self.must_save: set[int] = set()
         self.started = time.monotonic()
         self.first_served_after_s: float | None = None
 
@@ -164,8 +169,19 @@ class RecoProcessor:
         for partition in sorted(self.partitions_of(tps)):
             model = self.models.pop(partition, None)
             if model is not None:
-                self.checkpoints.release(partition, model.learner)
+                self._release(partition, model.learner)
                 self.counts["partitions_released"] += 1
+
+    def _release(self, partition: int, learner: Learner) -> None:
+        # a save lost to a Redis outage is safe: the next owner loads the previous checkpoint
+        # and re-reads the feedback after it from Kafka (the gap fill), learning it once
+        import redis
+
+        try:
+            self.checkpoints.release(partition, learner)
+        except redis.RedisError as exc:
+            self.counts["redis_errors"] += 1
+            log.warning("reco: checkpoint of partition %d not saved (Redis: %s)", partition, exc)
 
     # -- batches ----------------------------------------------------------------------------------
 
@@ -181,17 +197,33 @@ class RecoProcessor:
             touched.append(partition)
         # effects durable before the batch's offsets move
         await self.context.delivered(futures)
+        self.must_save.update(forgot)
         for partition in touched:
-            learner = self.models[partition].learner
-            if partition in forgot:
+            self._checkpoint(partition, self.models[partition].learner)
+
+    def _checkpoint(self, partition: int, learner: Learner) -> None:
+        """Save the partition's learner when due; at once after an erasure (until it worked).
+
+        Checkpoints live in Redis: while it is down the learner goes on in memory (a restart
+        then resumes from the last checkpoint and re-reads the gap from Kafka).
+        """
+        import redis
+
+        forced = partition in self.must_save
+        try:
+            if forced:
                 # the stored checkpoint still names the erased customers: replace it now
                 if not self.checkpoints.save(partition, learner):
                     log.warning(
                         "reco: checkpoint of partition %d after an erasure refused (a newer "
                         "one is stored)", partition,
                     )  # fmt: skip
+                self.must_save.discard(partition)
             else:
                 self.checkpoints.maybe_save(partition, learner)
+        except redis.RedisError as exc:
+            self.counts["redis_errors"] += 1
+            log.warning("reco: checkpoint of partition %d not saved (Redis: %s)", partition, exc)
 
     async def _partition(
         self, learner: Learner, partition: int, items: Sequence[InputEvent], forgot: set[int]
@@ -270,7 +302,7 @@ class RecoProcessor:
         self, learner: Learner, touched: dict[str, tuple[dict[str, Any], InputEvent]]
     ) -> list[Any]:
         futures: list[Any] = []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = _PendingWrites(self.pending)
         policy = learner.policy
         reco = self.reco
         for cid, (state, item) in touched.items():
@@ -293,8 +325,33 @@ class RecoProcessor:
                         self.counts["withdrawn"] += 1
             with acting_for(item.message):
                 self.table[cid] = state
-        pipe.execute()
+        self.flush_redis()
         return futures
+
+    def flush_redis(self) -> None:
+        """Write the pending served lists to Redis; keep them for the next batch if it is down.
+
+        Redis is a view of the served lists (the table holds them): an outage must not stop the
+        stream, so failed writes stay pending (latest per key) and go out once it answers.
+        """
+        if not self.pending:
+            return
+        import redis
+
+        pipe = self.redis.pipeline(transaction=False)
+        for key, (value, ttl) in self.pending.items():
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value, ex=ttl)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            self.counts["redis_errors"] += 1
+            if self.counts["redis_errors"] == 1 or self.counts["redis_errors"] % 100 == 0:
+                log.warning("reco: Redis unavailable, %d lists pending: %s", len(self.pending), exc)
+            return
+        self.pending.clear()
 
     async def _serve(
         self, learner: Learner, pipe: Any, key: str, cid: str, state: dict[str, Any],
@@ -415,13 +472,13 @@ class RecoProcessor:
     def forget(self, customer_id: str, learner: Learner) -> None:
         """Erasure: the customer's pending impressions, metrics entries and served list go."""
         learner.forget(customer_id)
-        self.redis.delete(f"{self.prefix}:reco:{customer_id}")
+        self.pending[f"{self.prefix}:reco:{customer_id}"] = (None, 0)
         self.counts["erased"] += 1
 
     def save_all(self) -> None:
         """Checkpoint every owned partition now (worker stopping)."""
         for partition, model in sorted(self.models.items()):
-            self.checkpoints.release(partition, model.learner)
+            self._release(partition, model.learner)
 
     def stats(self) -> dict[str, Any]:
         """Figures of the partitions this worker owns now (sums over their learners)."""
@@ -453,3 +510,16 @@ class RecoProcessor:
             "first_served_after_s": self.first_served_after_s,
             "by_partition": per_partition,
         }
+
+
+class _PendingWrites:
+    """The part of a Redis pipeline the serving code uses, recording into the pending writes."""
+
+    def __init__(self, pending: dict[str, tuple[str | None, int]]) -> None:
+        self.pending = pending
+
+    def set(self, key: str, value: str, ex: int) -> None:
+        self.pending[key] = (value, ex)
+
+    def delete(self, key: str) -> None:
+        self.pending[key] = (None, 0)
