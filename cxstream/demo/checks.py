@@ -23,9 +23,10 @@ Check = tuple[bool, str]
 
 
 def read_topic(
-    observer: Observer, topic: str, fields: Iterable[str]
+    observer: Observer, topic: str, fields: Iterable[str] | None
 ) -> tuple[list[dict[str, Any]], int]:
-    """``fields`` of every decodable event on ``topic`` (and how many did not decode)."""
+    """``fields`` (``None``: all) of every decodable event on ``topic``, and how many did not
+    decode."""
     from confluent_kafka import Consumer, TopicPartition
 
     from streams.codec import build_codec
@@ -40,7 +41,7 @@ def read_topic(
             **{"group.id": "cxstream-demo-checks", "enable.auto.commit": False},
         )
     )
-    wanted = tuple(fields)
+    wanted = None if fields is None else tuple(fields)
     out: list[dict[str, Any]] = []
     undecodable = 0
     try:
@@ -64,7 +65,7 @@ def read_topic(
                 if record is None:
                     undecodable += 1
                     continue
-                out.append({name: record.get(name) for name in wanted})
+                out.append(dict(record) if wanted is None else {n: record.get(n) for n in wanted})
     finally:
         consumer.close()
     return out, undecodable
@@ -77,7 +78,11 @@ def _stored_ids(observer: Observer, table: str) -> tuple[Counter[str], int]:
     return ids, final
 
 
-def final_checks(observer: Observer, snap: Snapshot, poison: int) -> list[Check]:
+def final_checks(
+    observer: Observer, snap: Snapshot, poison: int, *, exact_dead_letters: bool = True
+) -> list[Check]:
+    """The checks above; ``exact_dead_letters=False`` leaves out the dead-letter count (after a
+    crash a replay may dead-letter a pill again: the fault suite checks distinct sources)."""
     from sinks.clickhouse.tables import event_tables
     from streams.topics import INPUT_EVENTS, OUTPUT_EVENTS
 
@@ -126,12 +131,13 @@ def final_checks(observer: Observer, snap: Snapshot, poison: int) -> list[Check]
         (counted == interactions, f"worker counted {counted:,} of {interactions:,} interactions")
     )
     # the worker's lane and the sink both read the interaction topic: each dead-letters a pill
-    checks.append(
-        (
-            snap.dead_letters == 2 * poison,
-            f"{snap.dead_letters} dead letters for {poison} poison pills (worker + sink)",
+    if exact_dead_letters:
+        checks.append(
+            (
+                snap.dead_letters == 2 * poison,
+                f"{snap.dead_letters} dead letters for {poison} poison pills (worker + sink)",
+            )
         )
-    )
     checks.append(_profiles_check(observer, customers - erased))
     checks.append(_oncall_check(observer, raised))
     return checks

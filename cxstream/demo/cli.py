@@ -18,7 +18,7 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _publish_poison(settings: Settings, count: int) -> None:
+def publish_poison(settings: Settings, count: int) -> None:
     """Bad bytes that must reach the dead-letter topic without stopping anything."""
     from confluent_kafka import Producer
 
@@ -31,7 +31,7 @@ def _publish_poison(settings: Settings, count: int) -> None:
     producer.flush(10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -40,7 +40,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_ready(url: str, child: Child, timeout: float = 60) -> None:
+def wait_ready(url: str, child: Child, timeout: float = 60) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -102,8 +102,8 @@ def demo(
     settings = demo_settings(base, ns, log_dir)
     env = child_env(settings, ns)
     seed = random.SystemRandom().randrange(1_000_000) if seed is None else seed
-    oncall = OnCall.create(_free_port(), log_dir, ns.run_id)
-    api_port = api_port or _free_port()
+    oncall = OnCall.create(free_port(), log_dir, ns.run_id)
+    api_port = api_port or free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     env.update(oncall.env())
     env.update(
@@ -143,8 +143,8 @@ def demo(
         spawn("api", ["api"], env, log_dir),
     ]
     with running(children):
-        _wait_ready(f"{api_url}/healthz", children[-1])
-        _wait_ready(f"http://127.0.0.1:{settings.worker.web_port}/v1/stats", children[1], 90)
+        wait_ready(f"{api_url}/healthz", children[-1])
+        wait_ready(f"http://127.0.0.1:{settings.worker.web_port}/v1/stats", children[1], 90)
         console.print(f"  worker, sink, notifier, API ({api_url}) and on-call receiver up")
         _run(console, settings, ns, oncall, api_url, children, log_dir, events, rate,
              customers, seed, poison, keep_running, settle_timeout, started)  # fmt: skip
@@ -171,22 +171,15 @@ def _run(
     from rich.live import Live
 
     from cxstream.demo.checks import final_checks
-    from cxstream.demo.observe import Observer, Snapshot
+    from cxstream.demo.observe import Observer, Snapshot, consumer_groups
     from cxstream.demo.view import render, status_line
-    from streams.topics import INPUT_EVENTS, platform_topics
 
     env = child_env(settings, ns)
-    every_topic = [spec.name for spec in platform_topics(settings)]
-    groups = {
-        "worker": (ns.worker_group, [settings.topic(name) for name in INPUT_EVENTS]),
-        "sink": (ns.sink_group, [t for t in every_topic if t != settings.topic("dlq")]),
-        "notifier": (ns.notifier_group, [settings.topic("alert"), settings.topic("security_flag")]),
-    }
-    observer = Observer(settings, groups, oncall, api_url)
+    observer = Observer(settings, consumer_groups(settings, ns), oncall, api_url)
     simulator: Child | None = None
     try:
         console.print(f"[bold]4/5 simulator[/]: {events:,} events at {rate:,.0f}/s, seed {seed}")
-        _publish_poison(settings, poison)
+        publish_poison(settings, poison)
         simulator = spawn(
             "simulator",
             ["simulate", "--events", str(events), "--rate", str(rate), "--customers",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxstream.demo.children import OnCall
+from cxstream.demo.namespace import Namespace
 from cxstream.settings import Settings
 
 
@@ -40,6 +41,22 @@ class Snapshot:
         )
 
 
+def consumer_groups(settings: Settings, ns: Namespace) -> dict[str, tuple[str, list[str]]]:
+    """label -> (consumer group, topics it consumes) of the platform's consumers.
+
+    The sink consumes the event topics only: internal topics (profile links, security state)
+    are never its to commit, so counting them would keep its lag above 0 for ever.
+    """
+    from streams.topics import INPUT_EVENTS, OUTPUT_EVENTS
+
+    events = [settings.topic(name) for name in (*INPUT_EVENTS, *OUTPUT_EVENTS)]
+    return {
+        "worker": (ns.worker_group, [settings.topic(name) for name in INPUT_EVENTS]),
+        "sink": (ns.sink_group, events),
+        "notifier": (ns.notifier_group, [settings.topic("alert"), settings.topic("security_flag")]),
+    }
+
+
 class Observer:
     """Reads Kafka watermarks and group offsets, worker stats, ClickHouse, Redis, the API."""
 
@@ -48,9 +65,10 @@ class Observer:
         settings: Settings,
         groups: dict[str, tuple[str, list[str]]],
         oncall: OnCall,
-        api_url: str,
+        api_url: str | None,
     ) -> None:
-        """``groups``: label -> (consumer group, topics it must have consumed)."""
+        """``groups``: label -> (consumer group, topics it must have consumed); ``api_url``:
+        the HTTP API to probe (``None``: no API runs)."""
         from confluent_kafka import Consumer
         from confluent_kafka.admin import AdminClient
 
@@ -62,7 +80,8 @@ class Observer:
         self.groups = groups
         self.oncall = oncall
         self.api_url = api_url
-        self.api_key = next(iter(settings.api.keys.values())).get_secret_value()
+        keys = list(settings.api.keys.values())
+        self.api_key = keys[0].get_secret_value() if keys else ""
         base = confluent_config(settings)
         self.admin = AdminClient(base)
         self.consumer = Consumer({**base, "group.id": "cxstream-demo-observer"})
@@ -188,7 +207,8 @@ class Observer:
         except Exception as exc:
             snap.errors.append(f"flags: {type(exc).__name__}")
         try:
-            parts.update(self.probe_api())
+            if self.api_url is not None:
+                parts.update(self.probe_api())
         except Exception as exc:
             snap.errors.append(f"api: {type(exc).__name__}")
         return parts
@@ -229,6 +249,7 @@ class Observer:
         latencies: list[float] = []
         sources: dict[str, int] = {}
         headers = {"X-API-Key": self.api_key}
+        assert self.api_url is not None  # slow_parts probes only when an API runs
         with httpx.Client(base_url=self.api_url, headers=headers, timeout=5) as client:
             for customer_id in self.sample_customers(n):
                 began = time.perf_counter()
