@@ -133,6 +133,10 @@ class WorkerSettings(_Section):
     session_timeout_seconds: float = Field(default=45.0, ge=6)
     #: how often consumed offsets are committed (Faust's default); a crash replays at most this
     commit_interval_seconds: float = Field(default=2.8, gt=0)
+    #: longest a worker's fetch waits at the broker for data (Faust hard-codes 1500 ms, which
+    #: left idle-ish workers waiting up to 1.5 s per event: flag delay p99 3.5 s at 3k/s vs
+    #: 0.2 s with 100 ms, measured by `cxstream bench security`)
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
 
 
 class PrivacySettings(_Section):

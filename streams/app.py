@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cxstream.settings import Settings
 from streams.batching import (
+    FETCH_MAX_WAIT_ATTR,
     BatchDecoder,
     BatchHandler,
     BatchLane,
@@ -206,6 +207,7 @@ def create_app(
     # Faust creates only the last level of its datadir
     worker.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(worker.app_id, **config)
+    setattr(app, FETCH_MAX_WAIT_ATTR, worker.fetch_max_wait_ms)
     counts = DeadLetterCounts()
     context = AppContext(
         settings=settings,

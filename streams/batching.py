@@ -348,6 +348,10 @@ class BatchLane:
                 on_message_out(message.tp, message.offset, message)
 
 
+#: attribute of the Faust app holding ``worker.fetch_max_wait_ms`` (set by ``create_app``)
+FETCH_MAX_WAIT_ATTR = "cx_fetch_max_wait_ms"
+
+
 def install_batch_lanes(app: Any) -> dict[str, BatchLane]:
     """Give ``app`` a consumer that feeds batch lanes; returns the topic -> lane registry.
 
@@ -463,6 +467,19 @@ def _batching_transport_class() -> type:
                 if self.transport.app.should_stop:
                     return
                 raise
+
+    class ShortWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+        """Faust's consumer thread with ``worker.fetch_max_wait_ms`` instead of its fixed 1.5 s."""
+
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            # read by AIOKafkaConsumer.start() when it builds its fetcher (not started yet)
+            consumer._fetch_max_wait_ms = getattr(self.app, FETCH_MAX_WAIT_ATTR, 1500)
+            return consumer
+
+    BatchingConsumer._new_consumer_thread = (  # type: ignore[method-assign]
+        lambda self: ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    )
 
     class BatchingTransport(faust_aiokafka.Transport):
         Consumer = BatchingConsumer

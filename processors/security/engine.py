@@ -16,20 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxstream.settings import Settings
-from online_models.anomaly import AnomalyModel
+from online_models.anomaly import AnomalyModel, preload
 from processors.security import flags as flagging
 from processors.security.access import Access, access_reader
 from processors.security.features import features as model_features
-from processors.security.rules import PRINCIPAL_RULES, Finding
+from processors.security.rules import Finding, rules_for
 from processors.security.rules import credential_stuffing as stuffing
 from processors.security.rules.base import Env
-from processors.security.state import RECENT_IDS, ModelStore, StateStore, new_state, team_key
+from processors.security.state import (
+    RECENT_IDS,
+    ModelStore,
+    StateStore,
+    id_fingerprint,
+    new_state,
+    team_key,
+)
 from streams.batching import InputEvent
 
 #: staff actions the model samples once per 5 minutes instead of scoring each (the model is
 #: the costliest step: ~40 us per scored event)
 _STAFF_SAMPLED = frozenset({"record_view", "api_call"})
-_STAFF_SAMPLE_MS = 300_000
+_STAFF_SAMPLE_MS = 900_000
 
 
 @dataclass
@@ -78,56 +85,101 @@ class SecurityEngine:
         self.model_store = ModelStore(
             models,
             lambda: AnomalyModel(
-                n_trees=cfg.anomaly_trees, height=cfg.anomaly_height, window_size=cfg.anomaly_window
+                n_trees=cfg.anomaly_trees,
+                height=cfg.anomaly_height,
+                window_size=cfg.anomaly_window,
+                learn_every=cfg.anomaly_learn_every,
             ),
             every=cfg.anomaly_checkpoint_every,
         )
         self.stats = EngineStats()
+        # rules read settings and local time from it; teams are set per partition and batch
+        self.env = Env(cfg)
+        if cfg.anomaly_enabled:
+            preload()
 
     # -- access events (keyed by principal) -------------------------------------------------
 
     def on_access(self, batch: Sequence[InputEvent]) -> Outcome:
+        try:
+            return self._on_access(batch)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _on_access(self, batch: Sequence[InputEvent]) -> Outcome:
         out = Outcome()
         cfg = self.config
-        env = Env(cfg)
+        env = self.env
+        stats = self.stats
+        read = self.read
+        principals = self.principals
+        scores = self._scores
         teams_loaded: dict[int, dict[str, Any]] = {}
         last_message: dict[int, Any] = {}
         for item in batch:
-            self.stats.events += 1
-            event = self.read(item.record, item.partition, item.offset)
-            state = self.principals.get(event.principal) or new_state(event.principal_type)
-            if item.offset <= state["offset"]:
-                self.stats.replays_skipped += 1
+            stats.events += 1
+            partition, offset = item.partition, item.offset
+            event = read(item.record, partition, offset)
+            principal = event.principal
+            state = principals.get(principal, partition)
+            if state is None:
+                state = new_state(event.principal_type)
+            elif offset <= state["offset"]:
+                stats.replays_skipped += 1
                 continue
-            state["offset"] = item.offset
+            state["offset"] = offset
             ids: list[str] = state["ids"]
-            if event.event_id in ids:
-                self.stats.duplicates_skipped += 1
-                self.principals.stage(event.principal, state, item.message)
+            fingerprint = id_fingerprint(event.event_id)
+            if fingerprint in ids:
+                stats.duplicates_skipped += 1
+                principals.stage(principal, state, item.message, partition)
                 continue
-            ids.append(event.event_id)
+            ids.append(fingerprint)
             if len(ids) > RECENT_IDS:
                 del ids[0]
             if event.principal_type == "staff":
-                env.teams = teams_loaded.setdefault(item.partition, {})
-                self._load_team(env, item.partition, event.team)
-            features = model_features(state, event, env) if self._scores(state, event) else None
-            findings = [f for rule in PRINCIPAL_RULES if (f := rule(state, event, env))]
+                env.teams = teams_loaded.setdefault(partition, {})
+                self._load_team(env, partition, event.team)
+            features = model_features(state, event, env) if scores(state, event) else None
+            findings = [
+                f
+                for rule in rules_for(event.principal_type, event.action)
+                if (f := rule(state, event, env))
+            ]
             score, model = self._score(event, features)
-            self._flag(out, state, event, findings, score, model, features)
-            self.principals.stage(event.principal, state, item.message)
-            last_message[item.partition] = item.message
-            for key in stuffing.network_keys(event):
-                out.forwards.append((key, item))
+            if findings or score is not None:
+                self._flag(out, state, event, findings, score, model, features)
+            principals.stage(principal, state, item.message, partition)
+            last_message[partition] = item.message
+            if event.action == "login_failure":
+                for key in stuffing.network_keys(event):
+                    out.forwards.append((key, item))
         for partition, teams in teams_loaded.items():
             for team, value in teams.items():
-                self.principals.stage(team_key(partition, team), value, last_message[partition])
-        for partition, message in last_message.items():
-            for principal_type in ("customer", "staff"):
-                self.model_store.checkpoint(partition, principal_type, message, force=False)
-        self.principals.flush()
+                principals.stage(
+                    team_key(partition, team), value, last_message[partition], partition
+                )
+        if cfg.anomaly_enabled:
+            for partition, message in last_message.items():
+                for principal_type in ("customer", "staff"):
+                    self.model_store.checkpoint(partition, principal_type, message, force=False)
+        principals.flush()
         self.model_store.table.flush()
         return out
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions were revoked: drop their cached states and models (read again on use)."""
+        self.principals.forget(partitions)
+        self.networks.forget(partitions)
+        self.model_store.forget(partitions)
+        self.model_store.table.forget(partitions)
+
+    def _abort(self) -> None:
+        # nothing of a failed batch may stay in memory: the tables hold the last written states
+        self.principals.abort()
+        self.networks.abort()
+        self.model_store.table.abort()
 
     def _scores(self, state: dict[str, Any], event: Access) -> bool:
         """Whether the model sees this event: decision actions always; the frequent staff
@@ -148,7 +200,7 @@ class SecurityEngine:
     def _load_team(self, env: Env, partition: int, team: str | None) -> None:
         name = team or "?"
         if name not in env.teams:
-            stored = self.principals.get(team_key(partition, name))
+            stored = self.principals.get(team_key(partition, name), partition)
             if stored is not None:
                 env.teams[name] = stored
 
@@ -172,7 +224,7 @@ class SecurityEngine:
         features: dict[str, float] | None,
     ) -> None:
         cfg = self.config
-        warmed = model is not None and model.learned > cfg.anomaly_warmup
+        warmed = model is not None and model.observed > cfg.anomaly_warmup
         anomalous = score is not None and warmed and score >= cfg.anomaly_threshold
         drivers = model.explain(features) if anomalous and model and features else []
         if not findings and anomalous and features is not None and score is not None:
@@ -201,12 +253,19 @@ class SecurityEngine:
     # -- re-keyed failed logins (keyed by ip pseudonym / device) ------------------------------
 
     def on_network(self, batch: Sequence[InputEvent]) -> Outcome:
+        try:
+            return self._on_network(batch)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _on_network(self, batch: Sequence[InputEvent]) -> Outcome:
         out = Outcome()
-        env = Env(self.config)
+        env = self.env
         for item in batch:
             self.stats.network_events += 1
             key = (item.key or b"").decode()
-            state = self.networks.get(key) or {"offset": -1}
+            state = self.networks.get(key, item.partition) or {"offset": -1}
             if item.offset <= state["offset"]:
                 self.stats.replays_skipped += 1
                 continue
@@ -215,6 +274,6 @@ class SecurityEngine:
             finding = stuffing.evaluate(state, event, key, env)
             if finding is not None:
                 self._raise(out, state, event, finding, None)
-            self.networks.stage(key, state, item.message)
+            self.networks.stage(key, state, item.message, item.partition)
         self.networks.flush()
         return out

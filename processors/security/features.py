@@ -1,7 +1,9 @@
 """Model features of an access event, scaled to [0, 1], read from the principal's state.
 
 Computed *before* the rules update the state, so "new device" means new before this event.
-Customers and staff get different features (and different models).
+Customers and staff get different features (and different models). Continuous features are
+rounded to 0.01: far finer than the trees' splits matter for, and it lets repeated vectors share
+a cached score (:mod:`online_models.anomaly`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from processors.security.rules.impossible_travel import MIN_GAP_MS, haversine_km
 
 
 def _log_scaled(value: float, decades: float) -> float:
-    return min(1.0, math.log10(1.0 + max(value, 0.0)) / decades)
+    if value <= 0.0:
+        return 0.0
+    return round(min(1.0, math.log10(1.0 + value) / decades), 2)
 
 
 def customer_features(state: State, event: Access, env: Env) -> dict[str, float]:
@@ -52,7 +56,9 @@ def staff_features(state: State, event: Access, env: Env) -> dict[str, float]:
         "hour": hour / 24.0,
         "off_hours": 0.0 if office else 1.0,
         "distinct_customers": _log_scaled(distinct, 3.0),
-        "above_baseline": distinct / (distinct + max(base, 1.0) * cfg.bulk_baseline_ratio),
+        "above_baseline": round(
+            distinct / (distinct + max(base, 1.0) * cfg.bulk_baseline_ratio), 2
+        ),
         "export": 1.0 if event.action == "record_export" else 0.0,
         "api": 1.0 if event.action == "api_call" else 0.0,
         "records": _log_scaled(event.record_count - 1, 4.0),

@@ -15,9 +15,10 @@ offsets commit. State: :mod:`processors.security.state`. Stats: ``GET /v1/stats/
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cxstream.errors import ValidationError
 from processors.security.engine import Outcome, SecurityEngine
@@ -63,6 +64,10 @@ def register(app: faust.App, context: AppContext) -> None:
         StateStore(table(f"{NAME}-models", "anomaly model checkpoints per partition and type")),
     )
     network_topic = settings.topic(NETWORK_TOPIC)
+    # River pulls in scipy: hundreds of thousands of long-lived objects that every full
+    # collection walked again (~100-150 ms pauses every few seconds, measured in the worker);
+    # frozen, they are never scanned (~25 ms pauses)
+    gc.freeze()
 
     async def send(outcome: Outcome) -> None:
         pending: list[Awaitable[Any]] = []
@@ -85,13 +90,33 @@ def register(app: faust.App, context: AppContext) -> None:
     async def on_network(batch: list[InputEvent]) -> None:
         await send(engine.on_network(batch))
 
+    # states and models live in memory between batches; a partition that moves to another
+    # worker (and may come back advanced) is read again from its table
+    access_topic = settings.topic(EVENT)
+    held: set[int] = set()  # partitions of the access topic this worker holds (for stats)
+
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        engine.forget({tp.partition for tp in revoked})
+        held.difference_update(tp.partition for tp in revoked if tp.topic == access_topic)
+
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        engine.forget({tp.partition for tp in assigned})
+        held.update(tp.partition for tp in assigned if tp.topic == access_topic)
+
+    def stats() -> dict[str, Any]:
+        return {**engine.stats.snapshot(), "partitions": sorted(held)}
+
+    # mode's handler type wants a keyword-only ``signal``; ours take it in **kwargs
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
     context.batch_agent(EVENT, on_access, step=NAME, check=check_access)
     context.batch_agent(NETWORK_TOPIC, on_network, step=f"{NAME}.network", expect=EVENT)
-    context.stats[NAME] = engine.stats.snapshot
+    context.stats[NAME] = stats
 
     @app.page("/v1/stats/security")
     class SecurityStats(View):
-        """Events seen, replays/duplicates skipped and flags raised by rule on this worker."""
+        """Events seen, replays/duplicates skipped, flags raised by rule and the partitions held
+        by this worker."""
 
         async def get(self, request: Request) -> Response:
-            return self.json(engine.stats.snapshot())
+            return self.json(stats())

@@ -2,7 +2,8 @@
 
 - principals table: ``principal_id -> state`` (rules' windows, known devices and cities,
   suppression ends, ``offset`` = the last applied offset of this principal's partition, and
-  the last event ids for retry dedupe); team baselines under ``~team:<partition>:<team>``.
+  fingerprints of the last event ids for retry dedupe, :func:`id_fingerprint`); team baselines
+  under ``~team:<partition>:<team>``.
 - networks table: ``ip:<pseudonym>`` / ``dev:<device> -> state`` for credential stuffing.
 - models table: ``<partition>:<principal type> -> checkpoint`` of the anomaly model.
 
@@ -15,6 +16,8 @@ of events the state already reflects (crash before the offset commit) is recogni
 from __future__ import annotations
 
 import base64
+import hashlib
+import itertools
 import marshal
 from collections.abc import MutableMapping
 from typing import Any
@@ -23,6 +26,19 @@ from online_models.anomaly import AnomalyModel
 
 #: event ids remembered per principal to skip client retries (same event id, new offset)
 RECENT_IDS = 32
+
+
+def id_fingerprint(event_id: str) -> str:
+    """64-bit digest of an event id (not keyed: ids are not PII), 11 characters (a UUID takes 36).
+
+    The retry list is most of a state's JSON (written on every change), so it holds these; a
+    false match needs a 64-bit collision among 32 ids (~2e-18 per event).
+
+    >>> id_fingerprint("6f1d8d2c-4f3e-5a7b-9c1d-2e3f4a5b6c7d")
+    'ynIqNmOJqY8'
+    """
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return base64.b64encode(digest, altchars=b"-_")[:11].decode("ascii")
 
 
 def new_state(principal_type: str) -> dict[str, Any]:
@@ -34,83 +50,143 @@ def team_key(partition: int, team: str) -> str:
 
 
 class StateStore:
-    """Copy-on-read access to a table; changed entries are written once per batch."""
+    """Decoded table entries kept in memory between batches; changed ones written once per batch.
 
-    def __init__(self, table: MutableMapping[str, Any], *, faust_tables: bool = True) -> None:
+    The table is the durable copy: an entry is read from it (and copied, so the table's own
+    object is never changed in place) the first time its key is used, then lives here, is
+    changed in place by the rules and is written back once per batch when it was staged.
+    Entries of a partition are dropped when the partition is revoked (:meth:`forget`: another
+    worker may advance them meanwhile), all touched entries when a batch fails half-way
+    (:meth:`abort`), and the oldest clean ones above ``max_entries`` (re-read when used again).
+    """
+
+    def __init__(
+        self,
+        table: MutableMapping[str, Any],
+        *,
+        faust_tables: bool = True,
+        max_entries: int = 500_000,
+    ) -> None:
         self.table = table
         self.faust_tables = faust_tables
-        self._dirty: dict[str, tuple[Any, Any]] = {}
+        self.max_entries = max_entries
+        #: key -> (partition, live value)
+        self._cache: dict[str, tuple[int, Any]] = {}
+        self._dirty: dict[str, Any] = {}
+        self._touched: set[str] = set()
+        self.loads = 0
+        self.writes = 0
 
-    def get(self, key: str) -> Any | None:
-        staged = self._dirty.get(key)
-        if staged is not None:
-            return staged[0]
+    def get(self, key: str, partition: int) -> Any | None:
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._touched.add(key)
+            return cached[1]
         stored = self.table.get(key)
-        # a copy: a batch that fails half-way must not leave half-applied state in the table
-        # (states are plain JSON-like values: marshal copies them ~10x faster than deepcopy)
-        return None if stored is None else marshal.loads(marshal.dumps(stored))
+        if stored is None:
+            return None
+        self.loads += 1
+        # states are plain JSON-like values: marshal copies them ~10x faster than deepcopy
+        value = marshal.loads(marshal.dumps(stored))
+        self._cache[key] = (partition, value)
+        self._touched.add(key)
+        return value
 
-    def stage(self, key: str, value: Any, message: Any) -> None:
-        self._dirty[key] = (value, message)
+    def stage(self, key: str, value: Any, message: Any, partition: int) -> None:
+        """Mark ``value`` (new, or the live object :meth:`get` returned) as changed."""
+        self._cache[key] = (partition, value)
+        self._touched.add(key)
+        self._dirty[key] = message
 
     def flush(self) -> int:
         """Write the staged entries (each under a message of its partition)."""
         dirty, self._dirty = self._dirty, {}
-        if not dirty:
-            return 0
-        if not self.faust_tables:
-            for key, (value, _) in dirty.items():
-                self.table[key] = value
-            return len(dirty)
-        from streams.batching import acting_for
+        self._touched.clear()
+        cache = self._cache
+        if dirty:
+            if not self.faust_tables:
+                # plain dicts keep the object: store a copy, as a changelog would
+                for key in dirty:
+                    self.table[key] = marshal.loads(marshal.dumps(cache[key][1]))
+            else:
+                from streams.batching import acting_for
 
-        for key, (value, message) in dirty.items():
-            with acting_for(message):
-                self.table[key] = value
+                for key, message in dirty.items():
+                    with acting_for(message):
+                        self.table[key] = cache[key][1]
+            self.writes += len(dirty)
+        if len(cache) > self.max_entries:
+            for key in list(itertools.islice(cache, len(cache) - self.max_entries * 9 // 10)):
+                del cache[key]
         return len(dirty)
+
+    def abort(self) -> None:
+        """A batch failed: drop what it touched (the table still holds the last written)."""
+        for key in self._touched:
+            self._cache.pop(key, None)
+        self._touched.clear()
+        self._dirty.clear()
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop the cached entries of ``partitions`` (revoked: the table is read again)."""
+        if not partitions:
+            return
+        for key in [k for k, (p, _) in self._cache.items() if p in partitions]:
+            del self._cache[key]
 
 
 class ModelStore:
-    """Anomaly models per (partition, principal type), checkpointed with their offset."""
+    """Anomaly models per (partition, principal type), checkpointed with their offset.
+
+    A model is restored from its checkpoint (or made new) on first use after the partition was
+    assigned, then lives here until the partition is revoked (:meth:`forget`).
+    """
 
     def __init__(self, table: StateStore, make: Any, *, every: int) -> None:
         self.table = table
         self.make = make
         self.every = every
-        self._models: dict[str, AnomalyModel] = {}
+        self._models: dict[tuple[int, str], AnomalyModel] = {}
         #: learned count at the last checkpoint of each cached model
-        self._saved: dict[str, int] = {}
+        self._saved: dict[tuple[int, str], int] = {}
 
     def model(self, partition: int, principal_type: str) -> AnomalyModel:
-        key = f"{partition}:{principal_type}"
-        cached = self._models.get(key)
-        stored = self.table.table.get(key)
-        if cached is not None and (stored is None or stored["offset"] <= cached.offset):
+        cached = self._models.get((partition, principal_type))
+        if cached is not None:
             return cached
-        # first use here, or another worker advanced it while we did not own the partition
+        key = f"{partition}:{principal_type}"
+        stored = self.table.table.get(key)
         if stored is not None:
             model = AnomalyModel.from_bytes(
                 base64.b64decode(stored["model"]), source=f"table entry {key}"
             )
         else:
             model = self.make()
-        self._models[key] = model
-        self._saved[key] = model.learned
+        self._models[partition, principal_type] = model
+        self._saved[partition, principal_type] = model.learned
         return model
 
     def checkpoint(self, partition: int, principal_type: str, message: Any, force: bool) -> bool:
         """Stage a checkpoint when ``every`` events were learned since the last (or ``force``)."""
-        key = f"{partition}:{principal_type}"
-        model = self._models.get(key)
-        if model is None or model.learned == self._saved.get(key, 0):
+        slot = (partition, principal_type)
+        model = self._models.get(slot)
+        saved = self._saved.get(slot, 0)
+        if model is None or model.learned == saved:
             return False
-        if not force and model.learned - self._saved.get(key, 0) < self.every:
+        if not force and model.learned - saved < self.every:
             return False
         value = {
             "offset": model.offset,
+            "observed": model.observed,
             "learned": model.learned,
             "model": base64.b64encode(model.to_bytes()).decode("ascii"),
         }
-        self.table.stage(key, value, message)
-        self._saved[key] = model.learned
+        self.table.stage(f"{partition}:{principal_type}", value, message, partition)
+        self._saved[slot] = model.learned
         return True
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop the models of ``partitions`` (revoked: their next owner continues them)."""
+        for slot in [slot for slot in self._models if slot[0] in partitions]:
+            del self._models[slot]
+            self._saved.pop(slot, None)

@@ -11,6 +11,10 @@ from processors.security.rules.base import Env, Finding, State, prune
 RULE = "brute_force"
 
 
+def applies(principal_type: str, action: str) -> bool:
+    return action == "login_failure"
+
+
 def evaluate(state: State, event: Access, env: Env) -> Finding | None:
     if event.action != "login_failure":
         return None

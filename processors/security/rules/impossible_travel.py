@@ -18,6 +18,10 @@ EARTH_RADIUS_KM = 6371.0
 MIN_GAP_MS = 60_000
 
 
+def applies(principal_type: str, action: str) -> bool:
+    return action == "login_success"
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in km.
 

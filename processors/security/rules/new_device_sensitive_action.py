@@ -20,6 +20,10 @@ from processors.security.rules.base import Env, Finding, State, prune, remember
 RULE = "new_device_sensitive_action"
 
 
+def applies(principal_type: str, action: str) -> bool:
+    return principal_type == "customer" and action != "login_failure"
+
+
 def evaluate(state: State, event: Access, env: Env) -> Finding | None:
     if event.principal_type != "customer" or event.device is None:
         return None

@@ -15,6 +15,10 @@ from processors.security.rules.base import Env, Finding, State, prune
 RULE = "off_hours_staff"
 
 
+def applies(principal_type: str, action: str) -> bool:
+    return principal_type == "staff"
+
+
 def evaluate(state: State, event: Access, env: Env) -> Finding | None:
     if event.principal_type != "staff" or event.auth_method == "api_key":
         return None

@@ -22,6 +22,10 @@ HOUR_MS = 3_600_000
 ALPHA = 0.2
 
 
+def applies(principal_type: str, action: str) -> bool:
+    return principal_type == "staff" and action in ACTIONS
+
+
 def evaluate(state: State, event: Access, env: Env) -> Finding | None:
     if event.principal_type != "staff" or event.action not in ACTIONS or not event.target:
         return None
@@ -34,6 +38,8 @@ def evaluate(state: State, event: Access, env: Env) -> Finding | None:
     window: list[list[object]] = state.setdefault("bk_w", [])
     prune(window, event.ts - int(cfg.bulk_window_seconds * 1000))
     window.append([event.ts, event.target, event.event_id])
+    if len(window) < cfg.bulk_min_distinct:
+        return None  # fewer accesses than the floor: fewer distinct customers too (no set)
     distinct = len({entry[1] for entry in window})
     if distinct < cfg.bulk_min_distinct:
         return None
