@@ -60,6 +60,8 @@ OUTPUT_EVENTS: Mapping[str, int | None] = {
 DLQ = DLQ_TOPIC
 #: internal topic: failed logins keyed by ``ip:<pseudonym>`` / ``dev:<device>`` (not an event type)
 SECURITY_LOGIN_FAILURES = "security.login_failures"
+#: internal topic: each erasure request re-sent to every partition (processors/security/erasure.py)
+SECURITY_ERASURES = "security.erasures"
 #: internal topics of the profiles processor: links keyed by anonymous id, merges by customer id
 PROFILE_INTERNAL_TOPICS: tuple[str, ...] = ("profile_links", "profile_merges")
 #: largest message an input topic accepts (the broker default); the DLQ must take it plus headers
@@ -140,6 +142,7 @@ def platform_topics(settings: Settings) -> list[TopicSpec]:
         specs.append(spec(name, retention_ms=kafka.input_retention_ms))
     # failed logins re-keyed by ip pseudonym / device for credential stuffing (processors/security)
     specs.append(spec(SECURITY_LOGIN_FAILURES, retention_ms=DAY_MS, configs=max_bytes))
+    specs.append(spec(SECURITY_ERASURES, retention_ms=kafka.input_retention_ms, configs=max_bytes))
     return specs
 
 

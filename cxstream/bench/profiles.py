@@ -6,7 +6,9 @@ Figures:
   snapshots on) working off ``events`` preloaded simulated events of every customer topic, from
   its first applied batch to the last (start-up and group join excluded); against
   ``raw_consume_decode_per_s``, confluent-kafka consume + decode of the same topics in the same
-  run, and their ratio;
+  run, and their ratio; ``worker_cpu_us_per_event`` is the worker process's CPU time (user +
+  sys, all threads) over the same span per event, and ``worker_events_per_cpu_s`` its inverse:
+  the rate one free core would reach, less sensitive to other work on a shared machine;
 - ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` (probe events
   of fresh customers, one per ``probe_every``; "visible" = the poll that first finds the hash);
 - ``memory_*``: the profile table's in-memory state per customer, with ``customers`` (1M)
@@ -73,6 +75,7 @@ def run(
         "partitions": scoped.kafka.partitions,
         "store": scoped.worker.store,
         "dedupe_window_seconds": scoped.worker.dedupe_window_seconds,
+        "publish_interval_ms": scoped.profiles.publish_interval_ms,
     }
     try:
         stream = _simulated(events)
@@ -80,7 +83,11 @@ def run(
         figures["raw_consume_decode_per_s"] = round(_raw_rate(scoped, len(stream)))
         worker = _Worker(scoped, run_id)
         try:
-            figures["worker_events_per_s"] = round(worker.rate(len(stream)))
+            per_s, cpu_s, done = worker.rate(len(stream))
+            figures["worker_events_per_s"] = round(per_s)
+            figures["worker_cpu_us_per_event"] = round(cpu_s / done * 1e6, 1)
+            figures["worker_events_per_cpu_s"] = round(done / cpu_s)
+            figures["worker_stats"] = _compact_stats(worker.stats())
             figures.update(_latency(scoped, worker, rate, seconds, probe_every))
         finally:
             worker.stop()
@@ -188,6 +195,7 @@ class _Worker:
                 "CX_WORKER__DATA_DIR": str(settings.worker.data_dir),
                 "CX_WORKER__STORE": settings.worker.store,
                 "CX_REDIS__URL": settings.redis.url,
+                "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
                 "CX_LOG_LEVEL": "WARNING",
             }
         )
@@ -209,9 +217,15 @@ class _Worker:
         except OSError:
             return None
 
-    def rate(self, count: int) -> float:
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far (all its threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rate(self, count: int) -> tuple[float, float, int]:
+        """(events/s, CPU seconds, events) from the first applied batch to the last event."""
         first: float | None = None
-        first_events = 0
+        first_events, first_cpu = 0, 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -220,9 +234,10 @@ class _Worker:
             done = 0 if stats is None else stats["events"]
             now = time.perf_counter()
             if done and first is None:
-                first, first_events = now, done
+                first, first_events, first_cpu = now, done, self.cpu_seconds()
             if done >= count and first is not None:
-                return (done - first_events) / (now - first)
+                cpu = self.cpu_seconds() - first_cpu
+                return (done - first_events) / (now - first), cpu, done - first_events
             time.sleep(0.05)
         raise ServiceError(f"bench profiles: worker did not finish {count} events; {self.log}")
 
@@ -234,6 +249,18 @@ class _Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _compact_stats(stats: dict[str, Any] | None) -> str:
+    """The worker's counters after the throughput run (publications vs events: coalescing)."""
+    if stats is None:
+        return "unavailable"
+    mirror = stats.get("mirror", {})
+    return (
+        f"events {stats['events']}, publications {stats['publications']}, flushes "
+        f"{stats['flushes']}, redis full writes {mirror.get('full_writes')}, fields written "
+        f"{mirror.get('fields_written')}"
+    )
 
 
 def _latency(

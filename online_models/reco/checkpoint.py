@@ -140,11 +140,15 @@ class PartitionCheckpoints:
             self.refused += 1
         return stored
 
-    def maybe_save(self, partition: int, learner: Learner) -> bool:
+    def due(self, partition: int, learner: Learner) -> bool:
+        """Whether :meth:`maybe_save` would save now."""
         saved_at, saved_progress = self._saved.get(partition, (0.0, -1))
         if time.monotonic() - saved_at < self.interval:
             return False
-        if progress(learner) == saved_progress:
+        return progress(learner) != saved_progress
+
+    def maybe_save(self, partition: int, learner: Learner) -> bool:
+        if not self.due(partition, learner):
             return False
         return self.save(partition, learner)
 

@@ -18,6 +18,15 @@ Idempotence, per event:
   That state is bounded by the window: blocks of ids older than it are dropped as the
   partition's stream time moves on, so it holds at most (events per second of a partition) x
   (window) ids. Duplicates older than the window are folded again (the documented limit).
+- **erased** (``erasure_requested``, :func:`processors.profiles.fold._erasure`): the state
+  becomes an erased-marker; any event of the customer (or of an anonymous id whose state was
+  erased through an erase link) with ``occurred_at`` at or before the erasure is dropped
+  (``blocked``), replays of it included, and so are links made before the erasure and merges
+  from ids not linked again since. ``BatchResult.erased`` tells the processor which anonymous
+  ids to send erase links to.
+
+``BatchResult.base`` holds each loaded customer's version before the batch: the Redis mirror
+writes only changed attributes on top of a hash written from exactly that version.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from typing import Any, Protocol
 
 from processors.profiles import stitching
 from processors.profiles.fold import (
+    ERASED,
     FOLDS,
     PROFILE_EVENTS,
     TOPIC_CODES,
@@ -83,10 +93,16 @@ class BatchResult:
     links: dict[str, tuple[str, int]] = field(default_factory=dict)
     #: anonymous id -> (customer id, version, activity): merges to send (keyed by customer)
     merges: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
+    #: customer id -> version of its state before this batch (what Redis may hold already)
+    base: dict[str, int] = field(default_factory=dict)
+    #: customer id -> (erased at, anonymous ids linked before): erasures applied in this batch
+    erased: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     applied: int = 0
     replays: int = 0
     duplicates: int = 0
     link_conflicts: int = 0
+    #: events of erased customers (or anonymous ids) that occurred before the erasure
+    blocked: int = 0
 
 
 class ProfileEngine:
@@ -107,10 +123,11 @@ class ProfileEngine:
             raise ValueError(f"profiles: no fold for event type {name!r}; known: {PROFILE_EVENTS}")
         return self._events(name, batch)
 
-    def _profile(self, cache: dict[str, Profile], cid: str) -> Profile:
+    def _profile(self, cache: dict[str, Profile], cid: str, result: BatchResult) -> Profile:
         state = cache.get(cid)
         if state is None:
             state = cache[cid] = decode_state(self.profiles.get(cid.encode()))
+            result.base[cid] = state.get("v", 0)
         return state
 
     def _anon(self, cache: dict[str, Profile], aid: str) -> Profile:
@@ -124,6 +141,7 @@ class ProfileEngine:
         code = TOPIC_CODES[name]
         fold = FOLDS[name]
         interactions = name == "channel_interaction"
+        erasure = name == "erasure_requested"
         seen = self.seen
         slot = dedupe_slot(name, batch[0].partition) if batch else 0
         profiles: dict[str, Profile] = {}
@@ -143,22 +161,30 @@ class ProfileEngine:
             else:
                 key = customer
                 anonymous = False
-                state = self._profile(profiles, key)
+                state = self._profile(profiles, key, result)
             offsets = state.get("o")
             if offsets is None:
                 offsets = state["o"] = {}
+            erased = state.get(ERASED)
+            # erasure: what occurred up to it never comes back (the request itself included)
+            blocked = erased is not None and record["occurred_at"] <= erased
             if offset <= offsets.get(code, -1):
                 result.replays += 1
                 if anonymous:
-                    self._resend_merge(result, key, state)
+                    if not blocked:
+                        self._resend_merge(result, key, state)
                 else:
+                    # re-publish (an erased one: its erasure effects are repeated)
                     if key not in changed:
                         result.replayed[key] = state
                     link = record.get("anonymous_id") if interactions else None
-                    if link is not None:
+                    if link is not None and not blocked:
                         result.links[link] = (key, record["occurred_at"])
                 continue
             offsets[code] = offset
+            if blocked and not erasure:
+                result.blocked += 1
+                continue
             event_id = record["event_id"]
             first = seen.first_offset(slot, event_id)
             if first is not None and first != offset:
@@ -169,6 +195,14 @@ class ProfileEngine:
                 if anonymous:
                     fold_channel(state, record)
                     state["n"] = state.get("n", 0) + 1
+                elif erasure:
+                    linked = list(state.get("a") or ())
+                    fold(state, record)
+                    state["v"] = state.get("v", 0) + 1
+                    previous = result.erased.get(key)
+                    if previous is not None:
+                        linked = sorted(set(linked) | set(previous[1]))
+                    result.erased[key] = (state[ERASED], linked)
                 else:
                     fold(state, record)
                     state["v"] = state.get("v", 0) + 1
@@ -202,6 +236,23 @@ class ProfileEngine:
             cid = record["customer_id"]
             state = self._anon(anons, aid)
             offsets = state.setdefault("o", {})
+            at = record.get("at") or 0
+            if record.get("erase"):
+                # the customer was erased: so is what this id did while linked to them
+                if item.offset > offsets.get(code, -1):
+                    offsets[code] = item.offset
+                    if state.get("cust") in (None, cid):
+                        erased = max(state.get(ERASED, at), at)
+                        state.clear()
+                        state.update({"o": offsets, ERASED: erased})
+                        result.applied += 1
+                    result.anonymous[aid] = state
+                else:
+                    result.replays += 1
+                continue
+            if at <= state.get(ERASED, -1):
+                result.blocked += 1  # a link made before the erasure, replayed
+                continue
             if item.offset <= offsets.get(code, -1):
                 result.replays += 1
             else:
@@ -225,7 +276,7 @@ class ProfileEngine:
         for item in batch:
             record = item.record
             cid = record["customer_id"]
-            state = self._profile(profiles, cid)
+            state = self._profile(profiles, cid, result)
             offsets = state.setdefault("o", {})
             if item.offset <= offsets.get(code, -1):
                 result.replays += 1
@@ -234,7 +285,12 @@ class ProfileEngine:
                 continue
             offsets[code] = item.offset
             version, activity = record["version"], record["activity"]
-            if merge_anonymous(state, record["anonymous_id"], version, activity):
+            aid = record["anonymous_id"]
+            if ERASED in state and aid not in (state.get("a") or ()):
+                # erased customer: only ids linked again after the erasure merge in
+                result.blocked += 1
+                continue
+            if merge_anonymous(state, aid, version, activity):
                 result.applied += 1
             else:
                 result.duplicates += 1

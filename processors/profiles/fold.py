@@ -19,7 +19,7 @@ per customer, so its serialized size is its memory cost):
 ``r``       ``[impressions, clicks, converts, dismisses]`` (``recommendation_feedback``)
 ``h``       ``[chat sessions, last ms]``
 ``g``       ``[at, bank segment, risk profile, customer_since]`` (``customer_registered``)
-``e``       erasure requested at (ms)
+``erased``  latest erasure at (ms); an erased profile keeps only ``o``, ``v``, ``erased``
 ``a``       ``{anonymous_id: [version, activity]}`` linked anonymous activity (stitching)
 ==========  ==========================================================================
 
@@ -239,10 +239,37 @@ def _registered(p: Profile, r: dict[str, Any]) -> None:
     _seen(p, at)
 
 
+#: key of the latest erasure time (named so that anyone scanning the changelog for what is
+#: left of a customer recognises the erased-marker)
+ERASED = "erased"
+
+
 def _erasure(p: Profile, r: dict[str, Any]) -> None:
+    """Right to erasure: only the erased-marker remains (offsets, version, erasure time).
+
+    Events of the customer that occurred at or before ``erased`` are dropped from then on (the
+    engine checks it), so a replay cannot bring the profile back; the version keeps counting so
+    a profile rebuilt from later events never reuses a snapshot id.
+    """
     at = r["occurred_at"]
-    p["e"] = min(p.get("e", at), at)
-    _seen(p, at)
+    marker = {"o": p.get("o", {}), "v": p.get("v", 0), ERASED: max(p.get(ERASED, at), at)}
+    p.clear()
+    p.update(marker)
+
+
+#: state keys of an erased-marker (no personal data)
+MARKER_KEYS = frozenset({"o", "v", ERASED})
+
+
+def has_profile(p: Profile) -> bool:
+    """Whether ``p`` holds profile data (not just an erased-marker or nothing)."""
+    return any(key not in MARKER_KEYS for key in p)
+
+
+def erased_at(p: Profile) -> int | None:
+    """The latest erasure time of the customer, ``None`` if never erased."""
+    at: int | None = p.get(ERASED)
+    return at
 
 
 FOLDS: dict[str, Fold] = {
@@ -262,6 +289,22 @@ FOLDS: dict[str, Fold] = {
 }
 #: customer event types a profile is built from (topics the processor reads)
 PROFILE_EVENTS: tuple[str, ...] = tuple(FOLDS)
+#: event type (and internal merges) -> state keys its fold may change ("ls", "v", "o" aside)
+TOUCHES: dict[str, tuple[str, ...]] = {
+    "channel_interaction": ("c", "ir", "a"),
+    "chat_session": ("h",),
+    "customer_registered": ("g",),
+    "feedback_submitted": ("f",),
+    "feedback_status_changed": ("f",),
+    "survey_response": ("s",),
+    "transaction": ("t",),
+    "product_holding_changed": ("p",),
+    "access_event": ("l",),
+    "recommendation_feedback": ("r",),
+    "consent_changed": ("k",),
+    "security_flag": ("x",),
+    "profile_merges": ("a",),
+}
 
 
 def fold_event(p: Profile, name: str, record: dict[str, Any]) -> None:

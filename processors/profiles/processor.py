@@ -1,33 +1,56 @@
-"""Faust glue of live profiles: tables, batch lanes, the Redis mirror, snapshots, web view.
+"""Faust glue of live profiles: tables, batch lanes, publication, erasure, web view.
 
 State (changelog-backed Faust tables in ``settings.worker.store``; keys and values are bytes,
 values JSON, so the memory store holds each profile as its compact serialized form):
 
-- ``profiles``: customer id -> profile (:mod:`processors.profiles.fold`);
+- ``profiles``: customer id -> profile (:mod:`processors.profiles.fold`), or the erased-marker
+  of an erased customer (offsets, version, erasure time: no personal data);
 - ``profiles-anonymous``: anonymous id -> its activity and linked customer (stitching);
-- ``profiles-seen``: event ids applied within the dedupe window (:class:`SeenEvents`).
+- ``profiles-seen``: event ids applied within the dedupe window (:class:`SeenEvents`);
+- ``profiles-pending``: per batch, the customers whose publication may still be due
+  (:mod:`processors.profiles.publisher`).
 
 Every write happens under :func:`streams.batching.acting_for` the batch's last message, so a
 key's changelog partition is its source partition (customers' events, merges and security
 flags are all keyed by customer id; anonymous activity and links by anonymous id).
 
-Per batch (one partition of one topic): fold (:class:`ProfileEngine`), write changed states,
-then, for each changed customer once (coalesced), a pipelined Redis write and a
-``profile_snapshot`` event; links and merges go to the internal topics. Sends are durable
-before the batch's offsets commit (Faust flushes its producer first); their futures are checked
-at the next batch so a failed send stops the worker instead of passing silently.
+Per batch (one partition of one topic): fold (:class:`ProfileEngine`), erasures' effects (see
+below), one table write per changed customer and one pending block, links and merges to the
+internal topics; the changed customers join the waiting publications. Every
+``settings.profiles.publish_interval_ms`` (a timer, or the next batch handler when the timer is
+late) the waiting customers are published once each: a partial Redis write of the attributes
+their events could change (:mod:`processors.profiles.mirror`) and a ``profile_snapshot``
+(through the SDK's :class:`~streams.producer.EventProducer`, librdkafka: much cheaper per
+event than Faust's producer; the pending blocks wait for its acknowledgements). Why
+that is still at-least-once although offsets may commit before the publication happened: the
+pending blocks (module doc of :mod:`processors.profiles.publisher`): a committed batch's
+customers are published either before its block is deleted or, after a crash or rebalance,
+from the block on recovery; an uncommitted batch is replayed and its customers republished.
+Changelog, link and merge sends are durable before the offsets they reflect commit (Faust
+flushes its producer first); their futures, and the snapshots' delivery reports, are checked
+later so a failed send stops the worker instead of passing silently.
+
+Erasure (``erasure_requested``): the profile becomes an erased-marker; events of the customer
+(and of anonymous ids linked to them) that occurred up to the erasure are dropped from then
+on, including on replay. Before the marker is written (so a durable marker implies them), and
+under the publication lock (so no waiting publication overtakes them): the customer's waiting
+publication is dropped, their Redis hash deleted, an erase link sent for each linked anonymous
+id (that id's owner erases its activity), optionally (``profiles.snapshot_tombstones``) a null
+value for the key on the compacted ``profile_snapshot`` topic; the sends are awaited.
 
 ``GET /v1/profiles/{customer_id}`` answers from the table, routed by Faust to the worker owning
-the key's partition (404 if unknown).
+the key's partition (404 if unknown or erased).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from cxstream.errors import ServiceError
 from processors.profiles import stitching
 from processors.profiles.engine import (
     BatchResult,
@@ -36,10 +59,12 @@ from processors.profiles.engine import (
     dedupe_slot,
     encode_state,
 )
-from processors.profiles.fold import PROFILE_EVENTS
-from processors.profiles.mirror import RedisMirror, redis_for
-from processors.profiles.view import profile_view, snapshot_record, with_ages
+from processors.profiles.fold import PROFILE_EVENTS, TOPIC_CODES, TOUCHES, Profile, has_profile
+from processors.profiles.mirror import Entry, RedisMirror, redis_for
+from processors.profiles.publisher import Publications
+from processors.profiles.view import profile_view, snapshot_record, touched_attributes, with_ages
 from streams.batching import BatchLane, InputEvent, LaneHandler, SeenEvents, acting_for
+from streams.producer import EventProducer
 
 if TYPE_CHECKING:
     import faust
@@ -50,8 +75,8 @@ log = logging.getLogger(__name__)
 
 NAME = "profiles"
 STEP = "profiles"
-#: Faust producer batch size this processor needs (see register)
-PRODUCER_BATCH_BYTES = 1_000_000
+#: attributes a batch of each topic may change (replays and recoveries: all)
+_TOUCHED = {name: touched_attributes(keys) for name, keys in TOUCHES.items()}
 
 
 class ProfilesProcessor:
@@ -65,6 +90,8 @@ class ProfilesProcessor:
         anonymous: Any,
         seen: SeenEvents,
         mirror: RedisMirror,
+        publications: Publications,
+        snapshots: EventProducer,
     ) -> None:
         self.app = app
         self.context = context
@@ -72,21 +99,29 @@ class ProfilesProcessor:
         self.anonymous = anonymous
         self.seen = seen
         self.mirror = mirror
+        self.publications = publications
+        self.snapshots = snapshots
         self.engine = ProfileEngine(profiles, anonymous, seen)
-        #: delivery futures of sends not yet acknowledged (checked at each batch)
+        #: delivery futures of link/merge sends not yet acknowledged (checked at each batch)
         self._inflight: list[Any] = []
         settings = context.settings
         self.links_topic = settings.topic(stitching.LINKS)
         self.merges_topic = settings.topic(stitching.MERGES)
+        self.snapshot_topic = settings.topic("profile_snapshot")
+        self.tombstones = settings.profiles.snapshot_tombstones
         self.counts = {
             "events": 0,
             "applied": 0,
             "replays": 0,
             "duplicates": 0,
+            "blocked": 0,
+            "erased": 0,
             "link_conflicts": 0,
             "links_sent": 0,
             "merges_sent": 0,
             "snapshots": 0,
+            "publications": 0,
+            "flushes": 0,
         }
 
     def handler(self, name: str) -> Callable[[list[InputEvent]], Awaitable[None]]:
@@ -101,6 +136,8 @@ class ProfilesProcessor:
         if name not in (stitching.LINKS, stitching.MERGES):
             # the batch's event ids, one block per batch (expired past the window)
             self.seen.write(dedupe_slot(name, last.partition), last.message, last.timestamp_ms)
+        if result.erased:
+            await self._erase(result)
         if result.changed or result.anonymous:
             with acting_for(last.message):
                 for cid, state in result.changed.items():
@@ -108,9 +145,85 @@ class ProfilesProcessor:
                 for aid, state in result.anonymous.items():
                     self.anonymous[aid.encode()] = encode_state(state)
         self._raise_failed_sends()
-        self._inflight.extend(await self._publish(result))
+        self.publications.settle()
+        self._inflight.extend(await self._send_stitching(result))
+        names = _TOUCHED.get(name)
+        changes: dict[str, tuple[Profile, frozenset[str] | None]] = {
+            cid: (state, None) for cid, state in result.replayed.items()
+        }
+        for cid, state in result.changed.items():
+            changes[cid] = (state, None if cid in result.erased else names)
+        block = f"{TOPIC_CODES[name]}:{last.partition}:{batch[0].offset}"
+        self.publications.add(last.partition, last.message, block, changes, result.base)
         self._count(result)
         self.counts["events"] += len(batch)
+        if self.publications.due() and not self.publications.lock.locked():
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Publish every waiting customer once (Redis, then snapshots; module doc)."""
+        publications = self.publications
+        async with publications.lock:
+            pending, blocks = publications.take()
+            if not pending and not blocks:
+                return
+            now = int(time.time() * 1000)
+            entries: list[Entry] = []
+            records: list[dict[str, Any]] = []
+            profiles = self.profiles
+            for cid, (_, state, names, base) in pending.items():
+                if state is None:
+                    state = decode_state(profiles.get(cid.encode()))
+                if not has_profile(state):
+                    entries.append((cid, None, 0, None, 0))  # erased: make sure it is gone
+                    continue
+                view = profile_view(cid, state)
+                version = state.get("v", 0)
+                entries.append((cid, view, version, names, base))
+                records.append(snapshot_record(view, version, now))
+            snapshots = self.snapshots
+            snapshots.produce_many("profile_snapshot", records)
+            snapshots.poll(0)
+            await self.mirror.publish(entries)
+            watermark = snapshots.produced
+            publications.published(blocks, lambda: self._snapshots_sent(watermark))
+            self.counts["snapshots"] += len(records)
+            self.counts["publications"] += len(entries)
+            self.counts["flushes"] += 1
+
+    def _snapshots_sent(self, watermark: int) -> bool:
+        """Whether the first ``watermark`` snapshots were acknowledged; raises if one failed
+        (the worker stops; the pending blocks republish them after the restart)."""
+        snapshots = self.snapshots
+        snapshots.poll(0)
+        if snapshots.failed:
+            raise ServiceError(
+                f"profiles: {snapshots.failed} profile_snapshot events were not delivered"
+            )
+        return snapshots.delivered >= watermark
+
+    async def _erase(self, result: BatchResult) -> None:
+        """The effects of the batch's erasures, done (and acknowledged) before the markers."""
+        erased = result.erased
+        send = self.app.producer.send
+        futures: list[Awaitable[Any]] = []
+        async with self.publications.lock:
+            self.publications.discard(erased)
+            # Redis down: the ids stay dirty; the retry finds no profile and deletes the hash
+            await self.mirror.delete(erased)
+            for cid, (at, linked) in erased.items():
+                if self.tombstones:
+                    futures.append(
+                        await send(self.snapshot_topic, cid.encode(), None, None, None, None)
+                    )
+                for aid in linked:
+                    value = stitching.link_message(aid, cid, at, erase=True)
+                    futures.append(
+                        await send(self.links_topic, aid.encode(), value, None, None, None)
+                    )
+            if futures:
+                await asyncio.gather(*futures)
+        self.counts["erased"] += len(erased)
 
     def _raise_failed_sends(self) -> None:
         """Raise the error of a send of an earlier batch that failed (the worker then stops).
@@ -131,18 +244,8 @@ class ProfilesProcessor:
                 raise future.exception()
         self._inflight = still
 
-    async def _publish(self, result: BatchResult) -> list[Awaitable[Any]]:
-        now = int(time.time() * 1000)
-        entries = []
+    async def _send_stitching(self, result: BatchResult) -> list[Awaitable[Any]]:
         pending: list[Awaitable[Any]] = []
-        emit = self.context.emit
-        for states in (result.changed, result.replayed):
-            for cid, state in states.items():
-                view = profile_view(cid, state)
-                version = state.get("v", 0)
-                entries.append((cid, view, version))
-                pending.append(await emit("profile_snapshot", snapshot_record(view, version, now)))
-        await self.mirror.publish(entries)
         send = self.app.producer.send
         for aid, (cid, at) in result.links.items():
             value = stitching.link_message(aid, cid, at)
@@ -150,7 +253,6 @@ class ProfilesProcessor:
         for aid, (cid, version, activity) in result.merges.items():
             value = stitching.merge_message(aid, cid, version, activity)
             pending.append(await send(self.merges_topic, cid.encode(), value, None, None, None))
-        self.counts["snapshots"] += len(entries)
         self.counts["links_sent"] += len(result.links)
         self.counts["merges_sent"] += len(result.merges)
         return pending
@@ -160,21 +262,29 @@ class ProfilesProcessor:
         counts["applied"] += result.applied
         counts["replays"] += result.replays
         counts["duplicates"] += result.duplicates
+        counts["blocked"] += result.blocked
         counts["link_conflicts"] += result.link_conflicts
 
     def lookup(self, customer_id: str) -> tuple[dict[str, Any], int] | None:
-        """The view and version of a customer this worker holds, or ``None``."""
+        """The view and version of a customer this worker holds, or ``None`` (also erased)."""
         raw = self.profiles.get(customer_id.encode())
         if raw is None:
             return None
         state = decode_state(raw)
+        if not has_profile(state):
+            return None
         return profile_view(customer_id, state), state.get("v", 0)
 
     def customer_ids(self) -> list[str]:
         return [key.decode() for key in list(self.profiles.keys())]
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counts, "customers": len(self.profiles), "mirror": self.mirror.stats()}
+        return {
+            **self.counts,
+            "customers": len(self.profiles),
+            "waiting": len(self.publications.pending),
+            "mirror": self.mirror.stats(),
+        }
 
 
 def _json_lane(context: AppContext, name: str, handler: Any) -> None:
@@ -193,11 +303,6 @@ def register(app: faust.App, context: AppContext) -> None:
 
     settings = context.settings
     partitions = settings.kafka.partitions
-    # A profile change is a changelog write plus a snapshot (~1 KB each); aiokafka keeps one
-    # batch in flight per partition, so with Faust's 16 KB batches the worker waited on broker
-    # round trips (~3k events/s). Bigger batches are only raised here, never lowered.
-    conf = app.conf
-    conf.producer_max_batch_size = max(conf.producer_max_batch_size, PRODUCER_BATCH_BYTES)
     raw: faust.Schema = faust.Schema(key_serializer="raw", value_serializer="raw")
     profiles = app.Table(
         NAME,
@@ -215,11 +320,18 @@ def register(app: faust.App, context: AppContext) -> None:
         schema=raw,
         help="anonymous id -> its activity and linked customer (JSON)",
     )
+    json_schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
     seen_table = app.Table(
         f"{NAME}-seen",
         partitions=partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        schema=json_schema,
         help="event ids applied within the dedupe window, one entry per slot and batch",
+    )
+    pending_table = app.Table(
+        f"{NAME}-pending",
+        partitions=partitions,
+        schema=json_schema,
+        help="per batch: customers whose publication may still be due",
     )
     window_ms = round(settings.worker.dedupe_window_seconds * 1000)
     processor: ProfilesProcessor
@@ -228,8 +340,19 @@ def register(app: faust.App, context: AppContext) -> None:
         return processor.lookup(customer_id)
 
     mirror = RedisMirror(settings, redis_for(settings), load)
+    interval_ms = settings.profiles.publish_interval_ms
+    source = settings.topic("channel_interaction")
+
+    def owned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
+
+    publications = Publications(pending_table, interval_ms, source, owned)
+    # snapshots go through the SDK's librdkafka producer: a third of the Python cost per event
+    # of Faust's aiokafka producer, and their durability is the pending blocks' (publisher)
+    snapshots = EventProducer(settings, context.codec)
+    seen = SeenEvents(seen_table, window_ms)
     processor = ProfilesProcessor(
-        app, context, profiles, anonymous, SeenEvents(seen_table, window_ms), mirror
+        app, context, profiles, anonymous, seen, mirror, publications, snapshots
     )
     mirror.set_id_source(processor.customer_ids)
     for name in PROFILE_EVENTS:
@@ -237,6 +360,28 @@ def register(app: faust.App, context: AppContext) -> None:
     _json_lane(context, stitching.LINKS, processor.handler(stitching.LINKS))
     _json_lane(context, stitching.MERGES, processor.handler(stitching.MERGES))
     context.stats[NAME] = processor.stats
+
+    @app.timer(interval_ms / 1000)
+    async def publish_waiting() -> None:
+        if processor.publications.due():
+            await processor.flush()
+        processor.publications.settle()  # also while no batches arrive
+
+    async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        # revoked partitions' waiting publications are the new owner's (their blocks)
+        publications.revoked({tp.partition for tp in revoked})
+
+    async def on_shutdown(sender: Any, **_: Any) -> None:
+        # a clean stop publishes what waits (a crash leaves it to the pending blocks)
+        try:
+            await processor.flush()
+            snapshots.flush(10)
+            processor.publications.settle()
+        except Exception as exc:  # the pending blocks still cover it
+            log.warning("profiles: publishing at shutdown failed: %r", exc)
+
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_before_shutdown.connect(cast(Any, on_shutdown))
 
     @app.page("/v1/profiles/{customer_id}")
     class ProfileView(View):

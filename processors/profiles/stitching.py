@@ -14,6 +14,11 @@ id, so duplicates, replays and reordering change nothing, and "activity before t
 "after" end up the same. First link wins: an anonymous id linked to a second customer stays with
 the first (counted as ``link_conflicts``).
 
+Erasure: the customer's owner sends an **erase link** (``"erase": true``, ``at`` = erasure
+time) for every anonymous id linked to them; that id's owner replaces its state by an
+erased-marker (offsets and erasure time, no customer id), drops its events that occurred up to
+then and ignores links made before it, so a replay brings nothing back.
+
 Sends are at-least-once: a replayed input (crash before its offsets were committed) re-sends the
 link or merge it may have lost, which the receivers absorb.
 
@@ -43,8 +48,12 @@ _REQUIRED = {
 }
 
 
-def link_message(anonymous_id: str, customer_id: str, at: int) -> bytes:
-    return _dumps({"anonymous_id": anonymous_id, "customer_id": customer_id, "at": at}).encode()
+def link_message(anonymous_id: str, customer_id: str, at: int, *, erase: bool = False) -> bytes:
+    """A link; with ``erase`` the customer was erased at ``at`` and so is the id's activity."""
+    record: dict[str, Any] = {"anonymous_id": anonymous_id, "customer_id": customer_id, "at": at}
+    if erase:
+        record["erase"] = True
+    return _dumps(record).encode()
 
 
 def merge_message(

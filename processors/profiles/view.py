@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from hashlib import sha1
 from typing import Any
 
-from processors.profiles.fold import CLOSED_STATUSES, SEVERITIES, Profile
+from processors.profiles.fold import CLOSED_STATUSES, ERASED, SEVERITIES, Profile
 from processors.profiles.segment import segment
 
 #: attributes of every view, in order (the Redis hash fields besides version/updated_at)
@@ -38,8 +39,51 @@ ATTRIBUTES: tuple[str, ...] = (
     "linked_anonymous_ids",
     "segment",
 )
+#: stored state key -> the view attributes computed from it
+ATTRIBUTES_OF: dict[str, tuple[str, ...]] = {
+    "c": ("channels", "preferred_channel"),
+    "ir": ("info_requests_online", "info_requests_offline"),
+    "ls": ("last_seen_at",),
+    "a": (
+        "channels",
+        "preferred_channel",
+        "info_requests_online",
+        "info_requests_offline",
+        "last_seen_at",
+        "linked_anonymous_ids",
+    ),
+    "t": ("transactions",),
+    "p": ("products",),
+    "f": ("open_feedback", "oldest_open_feedback_at"),
+    "s": ("survey_scores",),
+    "k": ("consents", "personalisation_opt_out"),
+    "x": ("security_flags",),
+    "l": ("logins",),
+    "r": ("recommendations",),
+    "h": ("chats",),
+    "g": ("registration",),
+    ERASED: ("erasure_requested_at",),
+}
+#: attributes that may change with any event (segment reads several parts of the view)
+ALWAYS: tuple[str, ...] = ("last_seen_at", "segment")
 _RECO_ACTIONS = ("impression", "click", "convert", "dismiss")
 _SNAPSHOT_NS = uuid.UUID("6f1f7a52-3c2e-4d59-9b0e-6c1d2b7c9a10")
+_NS_BYTES = _SNAPSHOT_NS.bytes
+
+
+def snapshot_id(customer_id: str, version: int) -> str:
+    """``str(uuid.uuid5(namespace, "<customer id>:<version>"))`` without building UUID objects
+    (it is computed for every published profile).
+
+    >>> import uuid
+    >>> snapshot_id("C1", 7) == str(uuid.uuid5(_SNAPSHOT_NS, "C1:7"))
+    True
+    """
+    digest = bytearray(sha1(_NS_BYTES + f"{customer_id}:{version}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _channels(p: Profile) -> tuple[dict[str, list[int]], list[int], int | None]:
@@ -65,6 +109,14 @@ def _channels(p: Profile) -> tuple[dict[str, list[int]], list[int], int | None]:
         if anon_seen is not None and (seen is None or anon_seen > seen):
             seen = anon_seen
     return channels, requests, seen
+
+
+def touched_attributes(state_keys: tuple[str, ...]) -> frozenset[str]:
+    """The view attributes that changes of ``state_keys`` can change (plus :data:`ALWAYS`)."""
+    names = set(ALWAYS)
+    for key in state_keys:
+        names.update(ATTRIBUTES_OF[key])
+    return frozenset(names)
 
 
 def preferred_channel(channels: dict[str, list[int]]) -> str | None:
@@ -148,7 +200,7 @@ def profile_view(customer_id: str, p: Profile) -> dict[str, Any]:
             if registration
             else None
         ),
-        "erasure_requested_at": p.get("e"),
+        "erasure_requested_at": p.get(ERASED),
         "linked_anonymous_ids": len(p.get("a") or ()),
     }
     view["segment"] = segment(view)
@@ -169,7 +221,7 @@ def snapshot_record(view: dict[str, Any], version: int, now_ms: int) -> dict[str
     """The ``profile_snapshot`` event of a view (event id stable per customer and version)."""
     customer_id = view["customer_id"]
     return {
-        "event_id": str(uuid.uuid5(_SNAPSHOT_NS, f"{customer_id}:{version}")),
+        "event_id": snapshot_id(customer_id, version),
         "occurred_at": now_ms,
         "customer_id": customer_id,
         "version": version,

@@ -125,6 +125,8 @@ class RecoProcessor:
         self.pending: dict[str, tuple[str | None, int]] = {}
         #: partitions whose checkpoint must be replaced (an erasure) but Redis refused so far
         self.must_save: set[int] = set()
+        #: delivery futures of emitted events not known to be acknowledged yet
+        self.undelivered: list[Any] = []
         self.started = time.monotonic()
         self.first_served_after_s: float | None = None
 
@@ -177,6 +179,9 @@ class RecoProcessor:
         # and re-reads the feedback after it from Kafka (the gap fill), learning it once
         import redis
 
+        if not all(_settled(f) for f in self.undelivered):
+            # its emitted events are not acknowledged yet: the previous checkpoint + gap fill
+            return
         try:
             self.checkpoints.release(partition, learner)
         except redis.RedisError as exc:
@@ -195,11 +200,18 @@ class RecoProcessor:
             futures += await self._partition(model.learner, partition, items, forgot)
             futures += await self._emit_closed_windows(model.learner, partition)
             touched.append(partition)
-        # effects durable before the batch's offsets move
-        await self.context.delivered(futures)
+        # Faust flushes its producer before every offset commit, so the batch's events are
+        # durable before its offsets move without waiting here; a checkpoint, though, records
+        # the learner's applied offsets, so the events of those offsets must be acknowledged
+        # before one is saved (else a crash after the save would lose them for good)
+        self.undelivered = [f for f in self.undelivered if not _settled(f)] + list(futures)
         self.must_save.update(forgot)
+        models = self.models
+        if any(p in self.must_save or self.checkpoints.due(p, models[p].learner) for p in touched):
+            await self.context.delivered(self.undelivered)
+            self.undelivered = []
         for partition in touched:
-            self._checkpoint(partition, self.models[partition].learner)
+            self._checkpoint(partition, models[partition].learner)
 
     def _checkpoint(self, partition: int, learner: Learner) -> None:
         """Save the partition's learner when due; at once after an erasure (until it worked).
@@ -523,3 +535,11 @@ class _PendingWrites:
 
     def delete(self, key: str) -> None:
         self.pending[key] = (None, 0)
+
+
+def _settled(future: Any) -> bool:
+    """Done and delivered; a failed delivery raises here (the worker stops, nothing is lost)."""
+    if not future.done():
+        return False
+    future.result()
+    return True

@@ -6,11 +6,14 @@ already reflects its offset (replay) or its event id (client retry); compute the
 from the state as it was; run the rules; score (and learn, unless the model reflects the offset)
 with the principal type's model; turn findings and score into flags (suppression, ids:
 :mod:`processors.security.flags`). Changed states and due model checkpoints are staged and
-written once per batch.
+written once per batch. Erasure (:meth:`SecurityEngine.on_erasure`,
+:meth:`SecurityEngine.on_erasure_broadcast`, :mod:`processors.security.erasure`): erased
+customers' state is removed, and their replayed events are skipped before any of this.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,16 @@ from cxstream.settings import Settings
 from online_models.anomaly import AnomalyModel, preload
 from processors.security import flags as flagging
 from processors.security.access import Access, access_reader
+from processors.security.erasure import (
+    ErasedPrincipals,
+    PartitionOf,
+    kafka_partition,
+    keep_ms,
+    latest_requests,
+    names_any,
+    scrub_network,
+    scrub_staff,
+)
 from processors.security.features import features as model_features
 from processors.security.rules import Finding, rules_for
 from processors.security.rules import credential_stuffing as stuffing
@@ -57,6 +70,9 @@ class EngineStats:
     flags: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
     scored: int = 0
+    erasures: int = 0
+    erased_states_deleted: int = 0
+    erased_entries_scrubbed: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -67,6 +83,9 @@ class EngineStats:
             "flags": dict(sorted(self.flags.items())),
             "flags_suppressed": self.suppressed,
             "scored": self.scored,
+            "erasures": self.erasures,
+            "erased_states_deleted": self.erased_states_deleted,
+            "erased_entries_scrubbed": self.erased_entries_scrubbed,
         }
 
 
@@ -77,10 +96,22 @@ class SecurityEngine:
         principals: StateStore,
         networks: StateStore,
         models: StateStore,
+        erased: StateStore | None = None,
+        *,
+        partition_of: PartitionOf | None = None,
     ) -> None:
+        self.settings = settings
         self.config = cfg = settings.security
         self.principals = principals
         self.networks = networks
+        #: erasure markers (a plain dict when the caller has no table: tests, benchmarks)
+        self.erased = ErasedPrincipals(
+            settings, erased or StateStore({}, faust_tables=False), keep_ms=keep_ms(settings)
+        )
+        partitions = settings.kafka.partitions
+        self.partition_of: PartitionOf = partition_of or (
+            lambda key: kafka_partition(key, partitions)
+        )
         self.read = access_reader(settings)
         self.model_store = ModelStore(
             models,
@@ -117,11 +148,17 @@ class SecurityEngine:
         scores = self._scores
         teams_loaded: dict[int, dict[str, Any]] = {}
         last_message: dict[int, Any] = {}
+        erased = self.erased
+        any_erased = len(erased) > 0
         for item in batch:
             stats.events += 1
             partition, offset = item.partition, item.offset
             event = read(item.record, partition, offset)
             principal = event.principal
+            if any_erased and (
+                erased.blocks(principal, event.ts) or erased.blocks(event.target, event.ts)
+            ):
+                continue  # a replay of (or about) an erased customer: it must not come back
             state = principals.get(principal, partition)
             if state is None:
                 state = new_state(event.principal_type)
@@ -166,6 +203,11 @@ class SecurityEngine:
                     self.model_store.checkpoint(partition, principal_type, message, force=False)
         principals.flush()
         self.model_store.table.flush()
+        if any_erased and batch:
+            now_ms = int(time.time() * 1000)
+            for partition, message in last_message.items():
+                erased.expire(partition, message, now_ms)
+            erased.store.flush()
         return out
 
     def forget(self, partitions: set[int]) -> None:
@@ -174,12 +216,15 @@ class SecurityEngine:
         self.networks.forget(partitions)
         self.model_store.forget(partitions)
         self.model_store.table.forget(partitions)
+        self.erased.forget(partitions)
 
     def _abort(self) -> None:
         # nothing of a failed batch may stay in memory: the tables hold the last written states
         self.principals.abort()
         self.networks.abort()
         self.model_store.table.abort()
+        self.erased.store.abort()
+        self.erased.forget(set())
 
     def _scores(self, state: dict[str, Any], event: Access) -> bool:
         """Whether the model sees this event: decision actions always; the frequent staff
@@ -262,8 +307,13 @@ class SecurityEngine:
     def _on_network(self, batch: Sequence[InputEvent]) -> Outcome:
         out = Outcome()
         env = self.env
+        erased = self.erased
+        any_erased = len(erased) > 0
         for item in batch:
             self.stats.network_events += 1
+            record = item.record
+            if any_erased and erased.blocks(record["principal_id"], record["occurred_at"]):
+                continue  # an erased customer's failed login, forwarded again
             key = (item.key or b"").decode()
             state = self.networks.get(key, item.partition) or {"offset": -1}
             if item.offset <= state["offset"]:
@@ -277,3 +327,76 @@ class SecurityEngine:
             self.networks.stage(key, state, item.message, item.partition)
         self.networks.flush()
         return out
+
+    # -- erasure (processors/security/erasure.py) ----------------------------------------------
+
+    def on_erasure(self, batch: Sequence[InputEvent]) -> int:
+        """Requests on their own partition: mark, and delete each customer's principal state.
+
+        The caller then re-sends every request to all partitions (:meth:`on_erasure_broadcast`).
+        Returns the number of states deleted.
+        """
+        try:
+            return self._on_erasure(batch)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _on_erasure(self, batch: Sequence[InputEvent]) -> int:
+        now_ms = int(time.time() * 1000)
+        deleted = 0
+        for item in batch:
+            self.stats.erasures += 1
+            cid = str(item.record["customer_id"])
+            mark = latest_requests([item.record], self.settings)[cid]
+            self.erased.add(item.partition, mark, item.message, now_ms)
+            if self.principals.get(cid, item.partition) is not None:
+                self.principals.delete(cid, item.message, item.partition)
+                deleted += 1
+        self.erased.store.flush()
+        self.principals.flush()
+        self.stats.erased_states_deleted += deleted
+        return deleted
+
+    def on_erasure_broadcast(self, batch: Sequence[InputEvent]) -> int:
+        """Requests re-sent to this partition: mark, and drop the customers from the entries of
+        this partition that name them (staff windows, failed logins per network key).
+
+        Scans the tables' local entries (erasures are rare; a cheap field check comes first).
+        Returns the number of entries changed.
+        """
+        try:
+            return self._on_erasure_broadcast(batch)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _on_erasure_broadcast(self, batch: Sequence[InputEvent]) -> int:
+        if not batch:
+            return 0
+        now_ms = int(time.time() * 1000)
+        partition = batch[0].partition
+        message = batch[-1].message
+        latest = latest_requests((item.record for item in batch), self.settings)
+        for mark in latest.values():
+            self.erased.add(partition, mark, message, now_ms)
+        customers = set(latest)
+        changed = 0
+        for store, fields, scrub in (
+            (self.principals, ("bk_w", "bk_h"), scrub_staff),
+            (self.networks, ("cs",), scrub_network),
+        ):
+            for key, stored in list(store.table.items()):
+                if key.startswith("~") or not names_any(stored, customers, fields):
+                    continue
+                if self.partition_of(key) != partition:
+                    continue  # another partition's entry: its owner scrubs it
+                state = store.get(key, partition)
+                if state is not None and scrub(state, customers):
+                    store.stage(key, state, message, partition)
+                    changed += 1
+        self.erased.store.flush()
+        self.principals.flush()
+        self.networks.flush()
+        self.stats.erased_entries_scrubbed += changed
+        return changed

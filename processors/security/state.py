@@ -6,6 +6,7 @@
   under ``~team:<partition>:<team>``.
 - networks table: ``ip:<pseudonym>`` / ``dev:<device> -> state`` for credential stuffing.
 - models table: ``<partition>:<principal type> -> checkpoint`` of the anomaly model.
+- erased table: ``<partition>:<pseudonym> -> erasure marker`` (:mod:`processors.security.erasure`).
 
 Every entry is written under :func:`streams.batching.acting_for` a message of the partition
 its events came from, so its changelog partition is the source partition and recovery after a
@@ -58,6 +59,8 @@ class StateStore:
     Entries of a partition are dropped when the partition is revoked (:meth:`forget`: another
     worker may advance them meanwhile), all touched entries when a batch fails half-way
     (:meth:`abort`), and the oldest clean ones above ``max_entries`` (re-read when used again).
+    :meth:`delete` stages a removal: :meth:`flush` deletes the key from the table (a tombstone
+    on its changelog), and until then :meth:`get` answers None for it.
     """
 
     def __init__(
@@ -74,6 +77,8 @@ class StateStore:
         self._cache: dict[str, tuple[int, Any]] = {}
         self._dirty: dict[str, Any] = {}
         self._touched: set[str] = set()
+        #: staged removals (a subset of ``_dirty``)
+        self._deleted: set[str] = set()
         self.loads = 0
         self.writes = 0
 
@@ -82,6 +87,8 @@ class StateStore:
         if cached is not None:
             self._touched.add(key)
             return cached[1]
+        if key in self._deleted:
+            return None
         stored = self.table.get(key)
         if stored is None:
             return None
@@ -97,23 +104,40 @@ class StateStore:
         self._cache[key] = (partition, value)
         self._touched.add(key)
         self._dirty[key] = message
+        self._deleted.discard(key)
+
+    def delete(self, key: str, message: Any, partition: int) -> None:
+        """Stage the removal of ``key`` (written under ``message``, a message of ``partition``)."""
+        self._cache.pop(key, None)
+        self._touched.add(key)
+        self._dirty[key] = message
+        self._deleted.add(key)
 
     def flush(self) -> int:
         """Write the staged entries (each under a message of its partition)."""
         dirty, self._dirty = self._dirty, {}
+        deleted, self._deleted = self._deleted, set()
         self._touched.clear()
         cache = self._cache
+        table = self.table
         if dirty:
             if not self.faust_tables:
                 # plain dicts keep the object: store a copy, as a changelog would
                 for key in dirty:
-                    self.table[key] = marshal.loads(marshal.dumps(cache[key][1]))
+                    if key in deleted:
+                        table.pop(key, None)
+                    else:
+                        table[key] = marshal.loads(marshal.dumps(cache[key][1]))
             else:
                 from streams.batching import acting_for
 
                 for key, message in dirty.items():
                     with acting_for(message):
-                        self.table[key] = cache[key][1]
+                        if key not in deleted:
+                            table[key] = cache[key][1]
+                        elif key in table:
+                            # Faust sends the tombstone, then drops the key from its store
+                            del table[key]
             self.writes += len(dirty)
         if len(cache) > self.max_entries:
             for key in list(itertools.islice(cache, len(cache) - self.max_entries * 9 // 10)):
@@ -126,6 +150,7 @@ class StateStore:
             self._cache.pop(key, None)
         self._touched.clear()
         self._dirty.clear()
+        self._deleted.clear()
 
     def forget(self, partitions: set[int]) -> None:
         """Drop the cached entries of ``partitions`` (revoked: the table is read again)."""

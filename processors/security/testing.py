@@ -20,12 +20,15 @@ from streams.batching import InputEvent
 class MemoryPipeline:
     def __init__(self, settings: Settings, *, partitions: int | None = None) -> None:
         self.partitions = partitions or settings.kafka.partitions
-        self.tables: dict[str, dict[str, Any]] = {"principals": {}, "networks": {}, "models": {}}
+        self.tables: dict[str, dict[str, Any]] = {
+            "principals": {}, "networks": {}, "models": {}, "erased": {},
+        }  # fmt: skip
         self.engine = self.new_engine(settings)
         self.settings = settings
         self.flags: list[dict[str, Any]] = []
         self._offsets = [0] * self.partitions
         self._net_offsets = [0] * self.partitions
+        self._erasure_offsets = [0] * self.partitions
 
     def new_engine(self, settings: Settings) -> SecurityEngine:
         """An engine over this pipeline's tables (a "restarted worker" when called again)."""
@@ -34,6 +37,8 @@ class MemoryPipeline:
             StateStore(self.tables["principals"], faust_tables=False),
             StateStore(self.tables["networks"], faust_tables=False),
             StateStore(self.tables["models"], faust_tables=False),
+            StateStore(self.tables["erased"], faust_tables=False),
+            partition_of=self.partition,
         )
 
     def partition(self, key: str) -> int:
@@ -74,11 +79,29 @@ class MemoryPipeline:
         self.flags.extend(raised)
         return raised
 
+    def erase(self, requests: Iterable[Mapping[str, Any]]) -> int:
+        """Apply ``erasure_requested`` records like the worker: on the customer's partition,
+        then re-sent to every partition. Returns the number of entries changed."""
+        changed = 0
+        for record in requests:
+            p = self.partition(record["customer_id"])
+            item = self._event(dict(record), p, self._erasure_offsets[p], None, "erasure_requested")
+            self._erasure_offsets[p] += 1
+            changed += self.engine.on_erasure([item])
+            for q in range(self.partitions):
+                copy = self._event(dict(record), q, 0, None, "erasure_requested")
+                changed += self.engine.on_erasure_broadcast([copy])
+        return changed
+
     @staticmethod
     def _event(
-        record: dict[str, Any], partition: int, offset: int, key: bytes | None
+        record: dict[str, Any],
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        name: str = "access_event",
     ) -> InputEvent:
         return InputEvent(
-            "access_event", record, 0, key, "memory", partition, offset,
+            name, record, 0, key, "memory", partition, offset,
             record["occurred_at"], None,
         )  # fmt: skip

@@ -69,8 +69,6 @@ KNOWN_GAPS = {
     "-profiles-changelog": "profiles keeps their profile",
     "-profiles-anonymous-changelog": "profiles keeps anonymous ids linked to them",
     ":profile:": "the profiles mirror writes their Redis profile again",
-    "-security-principals-changelog": "security keeps their state and staff baselines",
-    "-security-networks-changelog": "security keeps their failed logins per ip/device",
 }
 
 

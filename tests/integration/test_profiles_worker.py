@@ -10,6 +10,10 @@ far (client retries included, which must not count):
 3. a second worker joins the group (partitions move), more events;
 4. the first worker stops; its partitions move to the second, more events; the second's web
    view answers for any customer (routing) and 404 for an unknown one.
+
+A second test erases a customer (with a linked device) and proves nothing of them comes back:
+not through late events, replays after a SIGKILL, or the device; later activity starts afresh.
+A third drives the Redis mirror's write script directly (partial writes need the base version).
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from cxstream.settings import Settings
 from cxstream.simulate.config import SimulationConfig
+from cxstream.simulate.records import erasure_requested
 from cxstream.simulate.traffic import generate
-from processors.profiles.mirror import read_profile
+from processors.profiles.mirror import profile_key, read_profile
 from processors.profiles.segment import segment
 from streams.codec import build_codec
+from streams.kafka_config import confluent_config
 from streams.producer import EventProducer
 from tests.integration.test_kafka_roundtrip import (
     CXSTREAM,
@@ -288,8 +296,8 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports = {"a": settings.worker.web_port, "b": free_port()}
 
-    def start(name: str) -> subprocess.Popen[bytes]:
-        env = worker_env(settings, PYTHONPATH=str(REPO))
+    def start(name: str, **extra: str) -> subprocess.Popen[bytes]:
+        env = worker_env(settings, PYTHONPATH=str(REPO), **extra)
         env["CX_WORKER__WEB_PORT"] = str(ports[name])
         env["CX_WORKER__DATA_DIR"] = str(tmp_path / f"worker-{name}")
         env["CX_REDIS__URL"] = settings.redis.url
@@ -371,3 +379,184 @@ def test_profiles_equal_recomputation_through_kill_and_rebalance(
     status, body = _get(port_b, "no-such-customer")
     assert status == 404
     assert body["error"] == "not_found"
+
+
+# -- erasure ---------------------------------------------------------------------------------
+
+
+def _templates() -> dict[str, dict[str, Any]]:
+    """One valid record per event type (from the simulator), to vary below."""
+    config = SimulationConfig(start_ms=START, duration_ms=None, max_events=3000, customers=20)
+    found: dict[str, dict[str, Any]] = {}
+    for event in generate(config):
+        found.setdefault(event.name, dict(event.record))
+    return found
+
+
+def _snapshot_tombstones(settings: Settings, customer_id: str) -> int:
+    """Null values for ``customer_id`` on the profile_snapshot topic (read from the start)."""
+    consumer = Consumer(
+        confluent_config(settings, **{"group.id": "t", "enable.auto.commit": False})
+    )
+    topic = settings.topic("profile_snapshot")
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
+        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+        consumer.assign(parts)
+        found, left = 0, {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 30
+        while left and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=1.0):
+                if message.error() is not None:
+                    continue
+                if message.key() == customer_id.encode() and message.value() is None:
+                    found += 1
+                if message.offset() + 1 >= ends[message.partition()]:
+                    left.discard(message.partition())
+        return found
+    finally:
+        consumer.close()
+
+
+def test_erased_customer_stays_erased(settings: Settings, workers: dict[str, Any]) -> None:
+    t = _templates()
+    base = START + 10_000_000
+    gone, kept, device = "C-ERASE-1", "C-KEEP-1", "D-ERASE-1"
+    n = iter(range(10_000))
+
+    def interaction(at: int, cid: str | None, aid: str | None, channel: str) -> tuple[str, dict]:
+        record = {**t["channel_interaction"], "event_id": f"00000000-0000-4000-9000-{next(n):012d}"}
+        record.update(occurred_at=at, customer_id=cid, anonymous_id=aid, channel=channel)
+        return "channel_interaction", record
+
+    def transaction(at: int, cid: str, amount: int) -> tuple[str, dict]:
+        record = {**t["transaction"], "event_id": f"00000000-0000-4000-9100-{next(n):012d}"}
+        record.update(occurred_at=at, customer_id=cid, amount_minor=amount)
+        return "transaction", record
+
+    before = [
+        interaction(base, None, device, "web"),
+        interaction(base + 10, None, device, "web"),
+        interaction(base + 20, gone, device, "app"),
+        transaction(base + 30, gone, 500),
+        transaction(base + 40, kept, 700),
+        interaction(base + 50, kept, None, "branch"),
+    ]
+    erased_at = base + 1000
+    erasure = erasure_requested(
+        "00000000-0000-4000-9200-000000000001", erased_at, gone, "er-1", "app", None, "test"
+    )
+    # late events that occurred before the erasure, and the same device before it
+    late = [
+        transaction(erased_at - 1, gone, 900),
+        interaction(base + 60, None, device, "social"),
+        interaction(base + 70, gone, None, "branch"),
+    ]
+    # the customer comes back later on the same device
+    after = [interaction(erased_at + 100, None, device, "web")]
+    after_login = [interaction(erased_at + 200, gone, device, "app")]
+    logs = [workers["logs"] / "worker-a.log"]
+    tombstones = {"CX_PROFILES__SNAPSHOT_TOMBSTONES": "true"}
+    redis = SyncRedis.from_url(settings.redis.url)
+    with EventProducer(settings, build_codec(settings)) as producer:
+        a = workers["start"]("a", **tombstones)
+        _publish(producer, before)
+        _wait_equal(settings, before, logs, "before the erasure")
+
+        _publish(producer, [("erasure_requested", erasure)])
+        deadline = time.monotonic() + 90
+        while redis.exists(profile_key(settings, gone)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not redis.exists(profile_key(settings, gone)), "erased profile still in Redis"
+        _publish(producer, late)
+        time.sleep(1.0)  # let it take them, then kill it: what was not committed is replayed
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        a = workers["start"]("a", **tombstones)
+        # once the kept customer is current again, the restarted worker has caught up
+        marker = transaction(base + 80, kept, 1)
+        _publish(producer, [marker])
+        kept_events = [e for e in (*before, marker) if e[1].get("customer_id") == kept]
+        _wait_equal(settings, kept_events, logs, "the kept customer after the restart")
+        assert not redis.exists(profile_key(settings, gone)), "late events brought it back"
+        status, body = _get(workers["ports"]["a"], gone)
+        assert status == 404, body
+
+        _publish(producer, after)
+        _publish(producer, after_login)
+        fresh = [("erasure_requested", erasure), *after, *after_login]
+        expected = expected_profiles(fresh)[gone]
+        deadline = time.monotonic() + 90
+        actual = None
+        while time.monotonic() < deadline:
+            actual = _redis_profiles(settings, [gone])[gone]
+            if actual == expected:
+                break
+            time.sleep(0.3)
+        tails = "".join(log.read_text(errors="replace")[-1500:] for log in logs)
+        assert actual == expected, f"after the erasure:\n{actual}\n{expected}\n{tails}"
+    # the snapshot topic (compacted) got a null value for the erased key
+    assert _snapshot_tombstones(settings, gone) >= 1
+
+
+# -- the Redis mirror's write script -----------------------------------------------------------
+
+
+def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Settings) -> None:
+    from processors.profiles.fold import fold_event
+    from processors.profiles.mirror import RedisMirror, decode_fields, redis_for
+    from processors.profiles.view import profile_view
+
+    t = _templates()
+    tx = {**t["transaction"], "customer_id": "C-M-1", "occurred_at": START, "amount_minor": 10}
+    ci = {**t["channel_interaction"], "customer_id": "C-M-1", "occurred_at": START + 5}
+    ci["anonymous_id"] = None
+    state: dict[str, Any] = {}
+    fold_event(state, "transaction", tx)
+    v1 = profile_view("C-M-1", state)
+    fold_event(state, "channel_interaction", ci)
+    v2 = profile_view("C-M-1", state)
+    sync = SyncRedis.from_url(settings.redis.url)
+    key = profile_key(settings, "C-M-1")
+
+    def stored() -> dict[str, Any] | None:
+        found = decode_fields(sync.hgetall(key))
+        if found is not None:
+            found.pop("updated_at")
+        return found
+
+    async def scenario() -> None:
+        mirror = RedisMirror(settings, redis_for(settings), lambda cid: None)
+        channels = frozenset({"channels", "preferred_channel", "last_seen_at", "segment"})
+        try:
+            # no hash yet: a partial write becomes a full one
+            await mirror.publish([("C-M-1", v1, 1, channels, 1)])
+            assert stored() == {**v1, "version": 1}
+            assert mirror.full_writes == 1
+            # on top of its base: only the named fields are sent, the result is the new view
+            await mirror.publish([("C-M-1", v2, 2, channels, 1)])
+            assert stored() == {**v2, "version": 2}
+            assert mirror.full_writes == 1
+            # an older publication arriving late (a former owner) changes nothing
+            await mirror.publish([("C-M-1", v1, 1, None, 0)])
+            assert stored() == {**v2, "version": 2}
+            # Redis holds another base than the change started from: written in full
+            sync.hset(key, "transactions", "{}")
+            sync.hset(key, "version", "7")
+            full = mirror.full_writes
+            await mirror.publish([("C-M-1", v2, 9, channels, 8)])
+            assert stored() == {**v2, "version": 9}
+            assert mirror.full_writes == full + 1
+            # erasure
+            await mirror.delete(["C-M-1"])
+            assert not sync.exists(key)
+            # the script is loaded again when Redis forgot it
+            sync.script_flush()
+            await mirror.publish([("C-M-1", v2, 10, None, 0)])
+            assert stored() == {**v2, "version": 10}
+        finally:
+            sync.delete(key)
+            await mirror.close()
+
+    asyncio.run(scenario())
