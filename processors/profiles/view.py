@@ -79,7 +79,9 @@ def snapshot_id(customer_id: str, version: int) -> str:
     >>> snapshot_id("C1", 7) == str(uuid.uuid5(_SNAPSHOT_NS, "C1:7"))
     True
     """
-    digest = bytearray(sha1(_NS_BYTES + f"{customer_id}:{version}".encode()).digest()[:16])
+    # SHA-1 is what UUIDv5 is defined with (an identifier, not a security use)
+    name = _NS_BYTES + f"{customer_id}:{version}".encode()
+    digest = bytearray(sha1(name, usedforsecurity=False).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
