@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
+import os
 import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,40 @@ class Child:
         return self.process.poll() is None
 
 
+#: prctl option "deliver this signal to me when my parent thread dies" (linux/prctl.h)
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when the spawning thread dies.
+
+    Own sessions keep Ctrl-C away from children, so without this a SIGKILLed (or crashed) demo
+    or fault suite leaves orphans that hold ports and keep consuming. Everything is resolved
+    here, in the parent: after fork only async-signal-safe work is allowed (no imports, no
+    locks). The kernel signals when the *thread* that forked exits, so spawn from threads that
+    live as long as the children should. ``None`` off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    kill, exit_now, getppid = signal.SIGKILL, os._exit, os.getppid
+
+    def hook() -> None:
+        if prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0) != 0:
+            exit_now(127)
+        if getppid() != parent:  # the parent died between fork and prctl
+            exit_now(127)
+
+    return hook
+
+
 def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
-    """``python -m cxstream.cli ARGS`` with its output in ``log_dir/NAME.log``."""
+    """``python -m cxstream.cli ARGS`` with its output in ``log_dir/NAME.log``.
+
+    The child dies with its parent (Linux parent-death signal) so that no orphan outlives a
+    demo or fault run that was killed.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     handle = log.open("wb")
@@ -44,6 +78,7 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Chi
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
+        preexec_fn=_parent_death_hook(),
     )
     handle.close()
     return Child(name, proc, log)

@@ -22,6 +22,12 @@ _DEFAULT_FAULTS = ("worker-kill", "kafka", "clickhouse", "redis", "rebalance")
     help="Fault to inject (repeatable; default: all).",
 )
 @click.option("--kills", type=int, default=5, show_default=True, help="Worker SIGKILLs.")
+@click.option(
+    "--processor",
+    "processors",
+    multiple=True,
+    help="Processor the workers run (repeatable; default: all) -- to isolate one.",
+)
 @click.option("--report-every", type=float, default=60, show_default=True, help="Status seconds.")
 @click.option("--settle-timeout", type=float, default=300, show_default=True)
 @click.option("--memory-limit-mib", type=float, default=1536, show_default=True)
@@ -34,6 +40,7 @@ def soak(
     seed: int,
     faults: tuple[str, ...],
     kills: int,
+    processors: tuple[str, ...],
     report_every: float,
     settle_timeout: float,
     memory_limit_mib: float,
@@ -59,6 +66,8 @@ def soak(
 
     faulthandler.enable()  # a native crash in a client library must leave a trace
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # the stack's health polls while ClickHouse restarts log a traceback per attempt
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     base = load_settings()
     manager.up(base)
     chosen: list[Fault] = []
@@ -71,6 +80,7 @@ def soak(
         seed=seed,
         namespace=namespace,
         log_dir=base.stack.home.parent / "faults" / "logs",
+        processors=processors,
     )
     verdict = run(
         base,

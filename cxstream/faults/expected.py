@@ -21,8 +21,9 @@ SELF_SEEN = {
     "recommendation_feedback", "consent_changed", "erasure_requested",
 }  # fmt: skip
 SEVERITY = ["low", "medium", "high", "critical"]
-#: what the recomputation reads: every customer input event plus the security flags raised
-PROFILE_INPUTS: tuple[str, ...] = (*sorted(SELF_SEEN), "security_flag")
+#: what the recomputation reads: every customer input event (the bank's feedback status changes
+#: too: they do not move last seen but close feedback) plus the security flags raised
+PROFILE_INPUTS: tuple[str, ...] = (*sorted(SELF_SEEN), "feedback_status_changed", "security_flag")
 #: hash fields of the mirrored profile that are bookkeeping, not profile content
 BOOKKEEPING = ("version", "updated_at")
 

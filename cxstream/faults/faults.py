@@ -5,11 +5,12 @@ kills, a worker added and removed) and the *service* lane (Kafka, ClickHouse, Re
 each lane runs its faults one after another, so at most one process fault and one service
 outage overlap. Every action is logged with its time (:class:`Injection`).
 
-- :class:`WorkerKills` — SIGKILL a worker at random moments, restart it each time. Proves that
-  a crash between a table/changelog write, an output send and the source-offset commit is
-  replayed without effect: channel counts, profiles, SLA clocks, KPI partials, security state
-  and recommender statistics count every event exactly once, and every alert/flag keeps its
-  identity (same id on replay, so on-call is paged once).
+- :class:`WorkerKills` — SIGKILL a worker at random moments, restart it each time (the last
+  kill inside the Redis outage, so a worker dies with effects it could not write and restarts
+  without Redis). Proves that a crash between a table/changelog write, an output send and the
+  source-offset commit is replayed without effect: channel counts, profiles, SLA clocks, KPI
+  partials, security state and recommender statistics count every event exactly once, and
+  every alert/flag keeps its identity (same id on replay, so on-call is paged once).
 - :class:`KafkaOutage` — stop the broker for 10 s and restart it. Proves that producers
   (simulator, worker emits, dead letters) buffer and retry without loss or duplicates
   (idempotent producer), that consumers (worker, sink, notifier) resume from their committed
@@ -100,19 +101,28 @@ class WorkerKills:
     times: int = 5
     #: seconds between a worker being ready again and the next kill (uniform)
     gap: tuple[float, float] = (1.0, 6.0)
+    #: outages (of this run) that the last kills land inside, one each: the worker dies with
+    #: effects it could not write yet (Redis down) and restarts without the service
+    during: tuple[str, ...] = ("redis",)
     name: str = "worker-kill"
     lane: str = "process"
 
     def inject(
         self, scenario: Scenario, control: ServiceControl, rng: random.Random, log: FaultLog
     ) -> None:
+        inside = [s for s in self.during if s in scenario.outages][: self.times]
         for n in range(1, self.times + 1):
             scenario.sleep(rng.uniform(*self.gap))
+            service = inside.pop(0) if n > self.times - len(inside) else None
+            if service is not None and scenario.wait_for_outage(service, timeout=300):
+                scenario.sleep(rng.uniform(1.0, 5.0))  # well inside it (outages last >= 10 s)
             # a random one of the workers running now
             with scenario.kafka_gate:
                 role = rng.choice(scenario.workers() or ["worker-1"])
                 scenario.kill(role, signal.SIGKILL)
-                log.add(self.name, f"SIGKILL {role} ({n}/{self.times})")
+                down = [s for s, state in scenario.outages.items() if state == "down"]
+                note = f" while {', '.join(sorted(down))} down" if down else ""
+                log.add(self.name, f"SIGKILL {role} ({n}/{self.times}){note}")
                 scenario.start_worker(role)
             scenario.wait_worker(role, timeout=120)
             log.add(self.name, f"{role} restarted and serving")
@@ -136,11 +146,13 @@ class Outage:
         gate = scenario.kafka_gate if self.service == "kafka" else contextlib.nullcontext()
         with gate:
             control.stop(self.service)
+            scenario.outage(self.service, "down")
             log.add(self.name, f"{self.service} stopped for {self.seconds:.0f} s")
             try:
                 scenario.sleep(self.seconds)
             finally:
                 began = time.monotonic()
+                scenario.outage(self.service, "over")  # no more kills wait for it
                 control.start(self.service)  # waits until healthy
                 took = time.monotonic() - began
                 log.add(self.name, f"{self.service} healthy again ({took:.1f} s)")
@@ -205,6 +217,8 @@ class Lanes:
         lanes: dict[str, list[Fault]] = {}
         for fault in faults:
             lanes.setdefault(fault.lane, []).append(fault)
+            if isinstance(fault, Outage):
+                scenario.plan_outage(fault.service)
         # each lane gets its own generator seeded from rng: the schedule repeats with the seed
         seeds = {lane: rng.randrange(2**32) for lane in sorted(lanes)}
 
@@ -244,7 +258,10 @@ def describe(faults: Sequence[Fault]) -> list[str]:
     out = []
     for fault in faults:
         if isinstance(fault, WorkerKills):
-            out.append(f"{fault.name}: SIGKILL a worker {fault.times}x, restart each time")
+            inside = (
+                f" (the last inside the {'/'.join(fault.during)} outage)" if fault.during else ""
+            )
+            out.append(f"{fault.name}: SIGKILL a worker {fault.times}x{inside}, restart each time")
         elif isinstance(fault, Outage):
             out.append(f"{fault.name}: stop {fault.service} for {fault.seconds:.0f} s")
         elif isinstance(fault, Rebalance):

@@ -16,12 +16,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxstream.demo.children import Child, OnCall, spawn, stop, tail
 from cxstream.demo.cli import free_port, publish_poison
 from cxstream.demo.namespace import Namespace, child_env, clean_slate, demo_settings
+from cxstream.errors import ConfigurationError
 from cxstream.settings import Settings
 
 #: roles of the platform's long-running children (workers are ``worker-N``)
@@ -39,6 +41,8 @@ class ScenarioConfig:
     namespace: str = "cxfault"
     #: short group session so that a SIGKILLed worker's partitions move on quickly
     session_timeout_seconds: float = 10.0
+    #: processors the workers run (empty: all of ``processors.PROCESSORS``); to isolate one
+    processors: tuple[str, ...] = ()
     log_dir: Path = Path(".cxstream/faults/logs")
 
 
@@ -75,6 +79,52 @@ def rss_mib(pid: int) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def ephemeral_ports() -> range | None:
+    """The kernel's ephemeral port range (Linux; ``None`` elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return range(int(low), int(high) + 1)
+
+
+def check_stack_ports(settings: Settings) -> None:
+    """Refuse stack services on ephemeral ports: while one is stopped, a client retrying it
+    can be given that very port as its own source port and connect to itself, which then
+    blocks the service's restart (seen with Kafka in this suite)."""
+    ephemeral = ephemeral_ports()
+    if ephemeral is None:
+        return
+    stack = settings.stack
+    ports = {"kafka": stack.kafka_port, "redis": stack.redis_port,
+             "clickhouse": stack.clickhouse_port}  # fmt: skip
+    inside = {name: port for name, port in ports.items() if port in ephemeral}
+    if inside:
+        raise ConfigurationError(
+            f"fault suite: stack ports {inside} are in the ephemeral range "
+            f"{ephemeral.start}-{ephemeral.stop - 1}; pick CX_STACK__*_PORT values below it"
+        )
+
+
+def cause(log: Path, lines: int = 30) -> str:
+    """What made a child exit: its log from the first crash report (``Crashed reason`` or
+    traceback) on, ``lines`` long, and its last line; else the log's tail. A Faust worker's
+    tail is only its shutdown noise."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    text = [line for line in text if "|rdkafka#" not in line]  # librdkafka's retry chatter
+    marks = ("Crashed reason", "Traceback (most recent call last)", "CRITICAL")
+    first = next((i for i, line in enumerate(text) if any(m in line for m in marks)), None)
+    if first is None:
+        return "\n".join(text[-lines:])
+    excerpt = text[first : first + lines]
+    if first + lines < len(text):
+        excerpt += ["...", text[-1]]
+    return "\n".join(excerpt)
 
 
 class Scenario:
@@ -121,6 +171,12 @@ class Scenario:
         self.kafka_gate = threading.Lock()
         #: set when the run is aborted: fault lanes stop waiting and restore what they stopped
         self.stopping = threading.Event()
+        #: service -> "planned" | "down" | "over": lets a kill land inside an outage
+        self.outages: dict[str, str] = {}
+        self._outage_changed = threading.Condition()
+        # children die with the thread that spawned them (parent-death signal): fault lanes end
+        # before the run does, so every spawn goes through this one thread that lives until close
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="faults-spawner")
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -131,6 +187,7 @@ class Scenario:
         from sinks.clickhouse.migrations import migrate
         from streams.topics import ensure_topics, platform_topics
 
+        check_stack_ports(self.settings)
         clean_slate(self.settings, self.ns)
         ensure_topics(self.settings, platform_topics(self.settings))
         backend = make_backend(self.settings)
@@ -154,13 +211,14 @@ class Scenario:
         """Poison pills first, then the simulator at the configured rate (a child process)."""
         publish_poison(self.settings, self.config.poison)
         c = self.config
-        self.simulator = spawn(
+        self.simulator = self._spawner.submit(
+            spawn,
             "simulator",
             ["simulate", "--events", str(c.events), "--rate", str(c.rate), "--customers",
              str(c.customers), "--seed", str(c.seed), "--labels", str(self.labels)],
             self.env,
             self.log_dir,
-        )  # fmt: skip
+        ).result()  # fmt: skip
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -175,7 +233,8 @@ class Scenario:
                 # Faust keeps per-worker state files here; two workers must not share them
                 "CX_WORKER__DATA_DIR": str(self.log_dir / "data" / role),
             }
-            return self._spawn(role, ["worker", "--no-ensure-topics"], env)
+            chosen = [arg for name in self.config.processors for arg in ("--processor", name)]
+            return self._spawn(role, ["worker", "--no-ensure-topics", *chosen], env)
 
     def wait_worker(self, role: str, timeout: float = 90) -> None:
         """Until ``role``'s web view answers (across restarts by the supervisor)."""
@@ -221,7 +280,7 @@ class Scenario:
                     if rss is not None:
                         self.memory.sample(role.split("-")[0], rss)
                     continue
-                self.unplanned.append(Exit(role, child.process.returncode, tail(child.log, 30)))
+                self.unplanned.append(Exit(role, child.process.returncode, cause(child.log)))
                 del self.children[role]
                 if role.startswith("worker-"):
                     self.start_worker(role)
@@ -242,6 +301,29 @@ class Scenario:
         """Wait in short steps (fault lanes call this; the main thread supervises meanwhile)."""
         self.stopping.wait(seconds)
 
+    # -- outages (the service lane reports, the process lane may wait for one) -----------------
+
+    def plan_outage(self, service: str) -> None:
+        with self._outage_changed:
+            self.outages.setdefault(service, "planned")
+
+    def outage(self, service: str, state: str) -> None:
+        with self._outage_changed:
+            self.outages[service] = state
+            self._outage_changed.notify_all()
+
+    def wait_for_outage(self, service: str, timeout: float) -> bool:
+        """Until ``service`` is down (True); False if its outage is over, not planned, the run
+        stops or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._outage_changed:
+            while self.outages.get(service) == "planned" and not self.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._outage_changed.wait(min(left, 0.5))
+            return self.outages.get(service) == "down"
+
     def close(self) -> None:
         if self.simulator is not None:
             stop(self.simulator)
@@ -251,6 +333,7 @@ class Scenario:
         # the receiver last: the notifier may still be delivering
         for _, child in sorted(children, key=lambda item: item[0] == "receiver"):
             stop(child)
+        self._spawner.shutdown()
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -260,6 +343,7 @@ class Scenario:
             self._generation[role] = generation
             # a log per generation: a killed worker's log stays for the post-mortem
             env = {**self.env, **(extra or {})}
-            child = spawn(f"{role}.{generation}", args, env, self.log_dir)
+            name = f"{role}.{generation}"
+            child = self._spawner.submit(spawn, name, args, env, self.log_dir).result()
             self.children[role] = child
             return child

@@ -184,9 +184,17 @@ class ProfilesProcessor:
             snapshots = self.snapshots
             snapshots.produce_many("profile_snapshot", records)
             snapshots.poll(0)
-            await self.mirror.publish(entries)
+            mirrored = await self.mirror.publish(entries)
             watermark = snapshots.produced
-            publications.published(blocks, lambda: self._snapshots_sent(watermark))
+            mirror = self.mirror
+            # the blocks are the durable record of what Redis still lacks: when Redis refused
+            # the writes (they wait in the mirror's in-memory dirty set), keep them until that
+            # set has been flushed, or a crash meanwhile would leave Redis stale for good
+            # (found by the fault suite: SIGKILL during a Redis outage)
+            publications.published(
+                blocks,
+                lambda: self._snapshots_sent(watermark) and (mirrored or not mirror.dirty),
+            )
             self.counts["snapshots"] += len(records)
             self.counts["publications"] += len(entries)
             self.counts["flushes"] += 1

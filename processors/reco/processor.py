@@ -157,9 +157,42 @@ class RecoProcessor:
         return {tp.partition for tp in tps if tp.topic in self.topics}
 
     def on_assigned(self, tps: Iterable[Any]) -> None:
-        """Load the learners of the assigned partitions now (warm before the first batch)."""
+        """Load the learners of the assigned partitions now (warm before the first batch).
+
+        With Redis down the load is left to the partition's first batch (:meth:`loaded_model`),
+        which waits for Redis: raising here would crash the worker on every start.
+        """
+        import redis
+
         for partition in sorted(self.partitions_of(tps)):
-            self.model(partition)
+            try:
+                self.model(partition)
+            except redis.RedisError as exc:
+                self.counts["redis_errors"] += 1
+                log.warning(
+                    "reco: partition %d checkpoint not loaded yet (Redis: %s)", partition, exc
+                )
+
+    async def loaded_model(self, partition: int) -> PartitionModel:
+        """:meth:`model`, waiting (with backoff) while Redis cannot give the checkpoint.
+
+        A learner must start from its checkpoint or feedback would be learned twice, so the
+        partition's batches wait for Redis rather than start cold.
+        """
+        import redis
+
+        delay = 0.5
+        while True:
+            try:
+                return self.model(partition)
+            except redis.RedisError as exc:
+                self.counts["redis_errors"] += 1
+                log.warning(
+                    "reco: waiting for Redis to load partition %d (%s); retry in %.1f s",
+                    partition, exc, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def on_revoked(self, tps: Iterable[Any]) -> None:
         """Save and drop the learners of revoked partitions: their next owner loads them.
@@ -195,7 +228,7 @@ class RecoProcessor:
         touched: list[int] = []
         forgot: set[int] = set()
         for partition, items in group_by_partition(batch).items():
-            model = self.model(partition)
+            model = await self.loaded_model(partition)
             await self._gap_fill(model, items[0])
             futures += await self._partition(model.learner, partition, items, forgot)
             futures += await self._emit_closed_windows(model.learner, partition)

@@ -369,6 +369,10 @@ class ClickHouseSink:
         self._fenced: set[TopicKey] = set()
         self._assigned: set[TopicKey] = set()
         self._revoked: set[TopicKey] = set()
+        #: offsets whose commit failed (e.g. NOT_COORDINATOR after a broker restart): committed
+        #: with the next commit, or retried at ``_commit_retry_at`` when no batch comes
+        self._commit_due: dict[TopicKey, int] = {}
+        self._commit_retry_at = 0.0
         self._held: list[Message] = []
         self._building = _Batch()
         self._ready: _Batch | None = None
@@ -444,6 +448,8 @@ class ClickHouseSink:
                 inflight.wake.set()
             inflight.done.wait()
             self._finish(inflight)
+        if self._commit_due:  # while the partitions are still ours
+            self._commit_offsets({})
         self._assigned -= keys
         self._revoked |= keys
         with self._lock:
@@ -570,6 +576,8 @@ class ClickHouseSink:
                     # commit a delivered batch now, not when the next one is handed off:
                     # an idle stream must not leave its last batch uncommitted
                     self._finish(inflight)
+                elif self._commit_due and time.monotonic() >= self._commit_retry_at:
+                    self._commit_offsets({})
                 batch = self._building
                 if self._held:
                     batch.add(self._held)
@@ -594,6 +602,8 @@ class ClickHouseSink:
             if batch:
                 self._handoff(batch, stop_event)
             self._await_inflight(stop_event)
+            if self._commit_due:
+                self._commit_offsets({})
         finally:
             self._queue.put(None)
             worker.join(self.ch.query_timeout_seconds + 10)
@@ -976,12 +986,20 @@ class ClickHouseSink:
     # -- offsets, backpressure -----------------------------------------------------------------
 
     def _commit(self, batch: _Batch) -> None:
+        self._commit_offsets({key: bound[1] + 1 for key, bound in batch.bounds.items()})
+
+    def _commit_offsets(self, offsets_by_key: dict[TopicKey, int]) -> None:
+        """Commit ``offsets_by_key`` plus those whose commit failed before (never backwards)."""
         consumer = self._consumer
         if consumer is None:
             return
+        wanted = dict(self._commit_due)
+        for key, offset in offsets_by_key.items():
+            wanted[key] = max(wanted.get(key, offset), offset)
+        self._commit_due = {}
         offsets = [
-            TopicPartition(topic, partition, bound[1] + 1)
-            for (topic, partition), bound in batch.bounds.items()
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in wanted.items()
             if (topic, partition) in self._assigned
         ]
         if not offsets:
@@ -990,7 +1008,11 @@ class ClickHouseSink:
             consumer.commit(offsets=offsets, asynchronous=False)
             self.stats.commits += 1
         except KafkaException as exc:  # the rows are in ClickHouse and fenced for a replay
-            log.warning("offset commit failed (rows are stored and fenced): %s", exc)
+            # kept and retried: else an idle partition's group lag never reaches 0 (and a
+            # restart re-reads what is already stored) -- found by the fault suite
+            self._commit_due = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+            self._commit_retry_at = time.monotonic() + 1.0
+            log.warning("offset commit failed (rows are stored and fenced; retried): %s", exc)
         with self._lock:
             for tp in offsets:
                 self._fence.forget_below((tp.topic, tp.partition), tp.offset)
