@@ -50,6 +50,12 @@ def register(app: faust.App, context: AppContext) -> None:
         processor.save_all()
 
     # mode's handler type wants a keyword-only ``signal``; ours take it in **kwargs
+    @app.timer(max(1.0, settings.reco.checkpoint_interval_seconds / 2))
+    async def checkpoint_when_quiet() -> None:
+        # batches save checkpoints when due; this covers a partition whose traffic stopped
+        # before its interval was over (it would otherwise keep an old checkpoint)
+        await processor.checkpoint_due()
+
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_before_shutdown.connect(cast(Any, on_shutdown))

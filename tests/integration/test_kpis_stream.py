@@ -158,8 +158,10 @@ def test_measurements_equal_the_recomputed_kpis_and_a_breach_alerts_once(
     windows = Counter((kpi, window) for kpi, window, _ in complete)
     # a window is complete from the first event of the partition that started last (surveys
     # are sparse: about an hour in) to the closed edge of the one that ended first
+    # a floor that the windows compared below are many (the simulator's customers have fewer
+    # sessions since they model explicit needs: ~40 complete survey minutes in this run)
     for kpi in ("online_share", "security_satisfaction", "information_access_score"):
-        assert windows[kpi, "minute"] >= 60, windows
+        assert windows[kpi, "minute"] >= 30, windows
         assert windows[kpi, "hour"] == windows[kpi, "day"] == windows[kpi, "minute"], windows
     for (kpi, window, start), by_partition in sorted(complete.items()):
         numerator = sum(m["numerator"] for m in by_partition.values())

@@ -63,7 +63,7 @@ def planted_traffic(tag: str) -> tuple[list[tuple[str, dict[str, Any]]], dict[st
     """Simulator events with unique PII planted; returns the events and field -> value."""
     events = [
         (e.name, dict(e.record))
-        for e in generate(SimulationConfig(start_ms=START_MS, max_events=3000, customers=40))
+        for e in generate(SimulationConfig(start_ms=START_MS, max_events=5000, customers=60))
     ]
     planted = {
         "full_name": f"Plantedname Zq{tag}",

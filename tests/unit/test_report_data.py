@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from cxstream.privacy import pseudonymise
 from cxstream.report.cli import report
 from cxstream.report.data import Period, ReportData, collect
-from cxstream.settings import Settings
+from cxstream.settings import Settings, load_settings
 from dashboards.macros import TimeRange
 from dashboards.testing import SimulatedData, load, simulate
 from sinks.clickhouse.backend import make_backend
@@ -216,9 +216,14 @@ def test_cli_writes_a_page_without_personal_data(
     monkeypatch.setenv("CX_CLICKHOUSE__CHDB_PATH", str(shared_chdb_path()))
     monkeypatch.setenv("CX_CLICKHOUSE__DATABASE", store.settings.clickhouse.database)
     monkeypatch.setenv("CX_PRIVACY__PSEUDONYM_KEY", KEY)
+    # the CLI reads load_settings(), cached per process: an earlier test may have filled it
+    load_settings.cache_clear()
     first = time.strftime("%Y-%m-%d", time.gmtime(store.data.start_ms / 1000))
     last = time.strftime("%Y-%m-%d", time.gmtime((store.data.start_ms + DAY_MS) / 1000))
-    result = CliRunner().invoke(report, ["--from", first, "--to", last], catch_exceptions=False)
+    try:
+        result = CliRunner().invoke(report, ["--from", first, "--to", last], catch_exceptions=False)
+    finally:
+        load_settings.cache_clear()  # later tests must not see this test's environment
     assert result.exit_code == 0, result.output
     written = list(tmp_path.glob("report-*.html"))
     assert len(written) == 1, result.output

@@ -13,6 +13,7 @@ from streams.topics import (
     INPUT_MAX_MESSAGE_BYTES,
     OUTPUT_EVENTS,
     PROFILE_INTERNAL_TOPICS,
+    SECURITY_ERASURES,
     SECURITY_LOGIN_FAILURES,
     TopicSpec,
     platform_topics,
@@ -25,7 +26,7 @@ def test_every_event_type_has_one_topic_plus_the_dlq_and_internal_topics() -> No
     assert len(names) == len(set(names))
     assert set(INPUT_EVENTS) | set(OUTPUT_EVENTS) == set(load_catalog().names())
     assert set(INPUT_EVENTS).isdisjoint(OUTPUT_EVENTS)
-    internal = (*PROFILE_INTERNAL_TOPICS, SECURITY_LOGIN_FAILURES)
+    internal = (*PROFILE_INTERNAL_TOPICS, SECURITY_LOGIN_FAILURES, SECURITY_ERASURES)
     expected = (*INPUT_EVENTS, *OUTPUT_EVENTS, "dlq", *internal)
     assert set(names) == {settings.topic(n) for n in expected}
 
