@@ -67,6 +67,12 @@ class RedisSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    #: client certificate (PEM; key inside or in ssl_keyfile) for servers with tls-auth-clients
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: clients' defaults (cxstream/redis_connection.py); callers with tighter needs pass theirs
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    socket_timeout_seconds: float | None = Field(default=5.0, gt=0)
     profile_ttl_seconds: int = Field(default=30 * 86400, ge=0)
 
 

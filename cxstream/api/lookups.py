@@ -22,12 +22,13 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import aiohttp
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from cxstream.api.metrics import ApiMetrics
 from cxstream.api.profile_body import profile_body
 from cxstream.errors import ServiceError
+from cxstream.redis_connection import async_redis
 from cxstream.settings import Settings
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -44,26 +45,19 @@ def reco_key(settings: Settings, customer_id: str) -> str:
 
 
 def redis_client(settings: Settings) -> Redis:
-    """An asyncio Redis client over a bounded connection pool, from ``settings.redis``.
+    """An asyncio Redis client over a bounded connection pool (cxstream.redis_connection).
 
     ``socket_timeout=None`` (redis-py 8 defaults to 5 s): with one, redis-py wraps every send
     in ``asyncio.wait_for`` (a task per command); each lookup runs under one ``asyncio.timeout``
     instead, and a cancelled command disconnects its connection (redis-py), so no late answer
     is read by the next command.
     """
-    redis = settings.redis
-    kwargs: dict[str, Any] = {
-        "max_connections": settings.api.redis_max_connections,
-        "socket_timeout": None,
-        "socket_connect_timeout": settings.api.request_timeout_seconds,
-    }
-    if redis.username:
-        kwargs["username"] = redis.username
-    if redis.password is not None:
-        kwargs["password"] = redis.password.get_secret_value()
-    if redis.ssl_cafile is not None:
-        kwargs["ssl_ca_certs"] = str(redis.ssl_cafile)
-    return Redis(connection_pool=ConnectionPool.from_url(redis.url, **kwargs))
+    return async_redis(
+        settings,
+        timeout=None,
+        connect_timeout=settings.api.request_timeout_seconds,
+        max_connections=settings.api.redis_max_connections,
+    )
 
 
 class Lookups:

@@ -159,13 +159,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def _preload(settings: Settings, count: int) -> list[str]:
-    from redis.asyncio import Redis
-
+    from cxstream.redis_connection import async_redis
     from processors.profiles.mirror import encode_fields, profile_key
     from processors.profiles.view import profile_view
 
     ids = [f"bench-{i:06d}" for i in range(count)]
-    redis = Redis.from_url(settings.redis.url)
+    redis = async_redis(settings, timeout=None)
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for i, customer_id in enumerate(ids):
@@ -184,9 +183,9 @@ async def _preload(settings: Settings, count: int) -> list[str]:
 
 
 async def _cleanup_redis(settings: Settings) -> None:
-    from redis.asyncio import Redis
+    from cxstream.redis_connection import async_redis
 
-    redis = Redis.from_url(settings.redis.url)
+    redis = async_redis(settings, timeout=None)
     try:
         keys = [k async for k in redis.scan_iter(match=f"{settings.kafka.topic_prefix}:*")]
         for start in range(0, len(keys), 1000):

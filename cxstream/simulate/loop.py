@@ -125,9 +125,9 @@ class ClosedLoop:
 
 def redis_lookup(settings: Settings) -> Lookup:
     """Reads the list served to a customer from Redis (key ``<prefix>:reco:<customer id>``)."""
-    import redis
+    from cxstream.redis_connection import sync_redis
 
-    client = redis.Redis.from_url(settings.redis.url)
+    client = sync_redis(settings)
     prefix = settings.kafka.topic_prefix
 
     def lookup(customer_id: str) -> Served:

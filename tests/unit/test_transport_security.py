@@ -56,7 +56,7 @@ def test_redis_client_uses_tls_ca_and_acl_user(tmp_path: Path) -> None:
 
     settings = secure_settings(tmp_path)
     pool = redis_for(settings).connection_pool
-    assert pool.connection_class is SSLConnection
+    assert issubclass(pool.connection_class, SSLConnection)
     kwargs = pool.connection_kwargs
     assert kwargs["username"] == "cx_app"
     assert kwargs["password"] == "redis-secret"
