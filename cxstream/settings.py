@@ -427,6 +427,10 @@ class RecoSettings(_Section):
     #: epsilon-greedy exploration per rank (logged as the propensity of every item)
     epsilon: float = Field(default=0.1, ge=0, le=1)
     learning_rate: float = Field(default=0.05, gt=0)
+    #: per-customer Beta posterior: weight of the contextual model's prior in pseudo-impressions,
+    #: and the upper-confidence bonus (posterior standard deviations) lists are ranked by
+    prior_strength: float = Field(default=4.0, gt=0)
+    optimism: float = Field(default=1.0, ge=0)
     #: an impression is labelled by a click/conversion within this long (event time)
     attribution_window_seconds: float = Field(default=1800.0, gt=0)
     #: re-serve when the context moved this far (L1) or the model learned this many labels

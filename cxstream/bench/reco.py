@@ -2,7 +2,13 @@
 
 - click-through of the River bandit vs random vs popularity (and an oracle that knows the hidden
   preferences, the ceiling of this simulator), same seed, same visits, Wilson 95 % intervals;
-  each policy learns online from its own feedback (``LocalRecommender``: the processor's code);
+  each policy learns online from its own feedback (``LocalRecommender``: the processor's code).
+  Also the contextual model alone (``river_contextual``: the bandit without its per-customer
+  posterior), to show what the per-customer layer adds. Per impression (the headline) and per
+  visit (clicks over all visits, lists or not);
+- ``informed_ceiling``: the best a learner can do here (see :class:`_InformedCeiling`): it knows
+  the simulator's need probabilities per customer and learns only the draw from feedback. The
+  oracle knows the draw itself, so the gap between the two is what no learner can close;
 - learning rate: feedback events applied per second by the learner in process (join + River
   learn), and through a real ``cxstream worker --processor reco`` from Kafka (the bandit run's
   feedback preloaded; first to last event learned, from the worker's stats), with the raw
@@ -17,6 +23,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -35,9 +42,12 @@ from cxstream.simulate.config import SimulationConfig
 from cxstream.simulate.loop import ClosedLoop
 from online_models.reco.ips import wilson_interval
 from online_models.reco.local import LocalRecommender
-from online_models.reco.policy import Choice, Features, Policy, make_policy
+from online_models.reco.policy import Choice, Features, History, Policy, make_policy
 
 START_MS = 1_780_000_000_000
+POLICIES = (
+    "random", "popularity", "river_contextual", "river_bandit", "informed_ceiling", "oracle",
+)  # fmt: skip
 
 
 class _Oracle:
@@ -50,7 +60,9 @@ class _Oracle:
         self.prefs = {c.customer_id: c.preferences for c in loop.customers}
         self.customer = ""
 
-    def rank(self, x: Features, eligible: Any, k: int, rng: Any) -> list[Choice]:
+    def rank(
+        self, x: Features, eligible: Any, k: int, rng: Any, history: History | None = None
+    ) -> list[Choice]:
         prefs = self.prefs[self.customer]
         return [
             Choice(p, prefs[p], 1.0, "oracle")
@@ -60,8 +72,71 @@ class _Oracle:
     def learn(self, x: Features, product_id: str, position: int, clicked: bool) -> None:
         self.updates += 1
 
-    def probability(self, x: Features, eligible: Any, product_id: str) -> float:
+    def probability(
+        self, x: Features, eligible: Any, product_id: str, history: History | None = None
+    ) -> float:
         return 0.0
+
+
+class _InformedCeiling(_Oracle):
+    """What learning from feedback can reach at best on this simulator: knows each customer's
+    need *probabilities* (the simulator's need weights, including the unobservable western and
+    travel factors; by Monte Carlo over the need draw), not the needs themselves, and updates a
+    two-class posterior (need / not) per product from the customer's own clicks and misses with
+    the simulator's true click rates; shows the best posterior mean (greedy)."""
+
+    name = "informed_ceiling"
+
+    def __init__(self, loop: ClosedLoop, draws: int = 300) -> None:
+        import random
+        from datetime import UTC, datetime
+
+        from cxstream.simulate import population as pop
+
+        super().__init__(loop)
+        self.hit = pop.click_probability(pop._NEED_AFFINITY)
+        self.miss = pop.click_probability(pop._OTHER_AFFINITY)
+        spend = [w for _, _, w in pop.SPEND_CATEGORIES]
+        year = datetime.fromtimestamp(loop.config.start_ms / 1000, UTC).year
+        rng = random.Random(f"{loop.config.seed}:informed-ceiling")
+        self.need: dict[str, dict[str, float]] = {}
+        for c in loop.customers:
+            age = year - c.birth_year
+            band = 0 if age < 30 else (1 if age < 50 else 2)
+            habits = [b - a for a, b in zip([0.0, *c.spend_cum[:-1]], c.spend_cum, strict=True)]
+            risk = pop.RISK_PROFILES.index(c.risk_profile) - 2
+            weights = pop._need_weights(band, c.segment, risk, c.western, habits, spend)
+            open_products = [p for p in weights if p not in c.holdings]
+            counts = dict.fromkeys(weights, 0)
+            for _ in range(draws):  # the same draw as population._preferences
+                n = rng.choices(range(len(pop._NEED_COUNT_WEIGHTS)), pop._NEED_COUNT_WEIGHTS)[0]
+                personal = {p: weights[p] * rng.lognormvariate(0.0, 0.6) for p in open_products}
+                needs: set[str] = set()
+                while len(needs) < min(n, len(open_products)):
+                    left = [p for p in open_products if p not in needs]
+                    needs.add(rng.choices(left, [personal[p] for p in left])[0])
+                for p in needs:
+                    counts[p] += 1
+            self.need[c.customer_id] = {
+                p: min(0.99, max(0.01, k / draws)) for p, k in counts.items()
+            }
+
+    def _mean(self, product_id: str, history: History | None) -> float:
+        prior = self.need[self.customer][product_id]
+        clicks, misses = (history or {}).get(product_id, (0, 0))
+        need = math.log(prior) + clicks * math.log(self.hit) + misses * math.log(1 - self.hit)
+        other = (
+            math.log(1 - prior) + clicks * math.log(self.miss) + misses * math.log(1 - self.miss)
+        )
+        posterior = 1.0 / (1.0 + math.exp(other - need))
+        return posterior * self.hit + (1.0 - posterior) * self.miss
+
+    def rank(
+        self, x: Features, eligible: Any, k: int, rng: Any, history: History | None = None
+    ) -> list[Choice]:
+        means = {p: self._mean(p, history) for p in eligible}
+        ranked = sorted(eligible, key=lambda p: -means[p])[:k]
+        return [Choice(p, means[p], 1.0, "informed") for p in ranked]
 
 
 def _run_policy(
@@ -72,7 +147,15 @@ def _run_policy(
     policy: Policy = (
         _Oracle(loop)
         if name == "oracle"
-        else make_policy(name, epsilon=reco.epsilon, learning_rate=reco.learning_rate)
+        else _InformedCeiling(loop)
+        if name == "informed_ceiling"
+        else make_policy(
+            name,
+            epsilon=reco.epsilon,
+            learning_rate=reco.learning_rate,
+            prior_strength=reco.prior_strength,
+            optimism=reco.optimism,
+        )
     )
     rec = LocalRecommender(
         policy,
@@ -103,8 +186,12 @@ def _run_policy(
                 impressions += action == "impression"
                 clicks += action == "click"
     low, high = wilson_interval(clicks, impressions)
+    visit_low, visit_high = wilson_interval(clicks, visits)
     return {
         "impressions": impressions,
+        "ctr_per_visit": clicks / max(visits, 1),
+        "ctr_per_visit_low": visit_low,
+        "ctr_per_visit_high": visit_high,
         "clicks": clicks,
         "ctr": clicks / max(impressions, 1),
         "ctr_low": low,
@@ -118,7 +205,13 @@ def _learning_rate(settings: Settings, feedback: list[tuple[str, dict[str, Any]]
 
     reco = settings.reco
     learner = Learner(
-        make_policy("river_bandit", epsilon=reco.epsilon, learning_rate=reco.learning_rate),
+        make_policy(
+            "river_bandit",
+            epsilon=reco.epsilon,
+            learning_rate=reco.learning_rate,
+            prior_strength=reco.prior_strength,
+            optimism=reco.optimism,
+        ),
         window_ms=round(reco.attribution_window_seconds * 1000),
     )
     x = {"age=mid": 1.0, "risk=moderate": 1.0, "segment=mass": 1.0, "held=savings.flex": 1.0}
@@ -132,8 +225,10 @@ def _learning_rate(settings: Settings, feedback: list[tuple[str, dict[str, Any]]
 def _redis_lookup_p99(settings: Settings, n: int = 20_000) -> dict[str, Any]:
     import redis
 
+    from cxstream.redis_connection import sync_redis
+
     try:
-        client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=2)
+        client = sync_redis(settings, connect_timeout=2)
         client.ping()
     except redis.RedisError as exc:
         return {"lookup_error": str(exc)}
@@ -188,9 +283,11 @@ class _Worker:
     def start(self) -> None:
         command = Path(sys.executable).with_name("cxstream")
         self.proc = subprocess.Popen(
-            [str(command), "worker", "-p", "reco", "--no-ensure-topics"], env=self.env,
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [str(command), "worker", "-p", "reco", "--no-ensure-topics"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def stats(self) -> dict[str, Any] | None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -243,6 +340,12 @@ def _quiet(value: Any, seconds: float, timeout: float) -> None:
     raise ServiceError(f"bench reco: still changing after {timeout:.0f} s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -257,9 +360,8 @@ def worker_figures(
     session_timeout: float,
 ) -> dict[str, Any]:
     """Learning rate through a real worker from Kafka, and its restart to serving."""
-    import redis
-
     from cxstream.bench.sink import raw_consume_decode
+    from cxstream.redis_connection import sync_redis
     from streams.codec import build_codec
     from streams.producer import EventProducer
     from streams.topics import delete_topics, ensure_topics, platform_topics
@@ -282,7 +384,7 @@ def worker_figures(
     )
     specs = platform_topics(settings)
     ensure_topics(settings, specs)
-    client = redis.Redis.from_url(settings.redis.url)
+    client = sync_redis(settings)
     prefix = settings.kafka.topic_prefix
     log = tempfile.TemporaryFile()  # noqa: SIM115
     worker = _Worker(settings, session_timeout, log)
@@ -301,15 +403,19 @@ def worker_figures(
             lambda: (s := worker.stats()) and s["learned_events"] > 0 and time.perf_counter(),
             120,
         )
+        assert worker.proc is not None
+        cpu_first = _cpu_seconds(worker.proc.pid)
         done = _wait(
             "every feedback event learned",
             lambda: (s := worker.stats()) and s["learned_events"] >= n and time.perf_counter(),
             300,
         )
+        cpu_done = _cpu_seconds(worker.proc.pid)
         learned = worker.stats() or {}
         if learned["learned_events"] != n:
             raise ServiceError(f"bench reco: worker learned {learned['learned_events']} of {n}")
         figures["worker_learning_events_per_s"] = n / max(done - first, 1e-9)
+        figures["worker_learning_events_per_cpu_s"] = n / max(cpu_done - cpu_first, 1e-9)
         figures["raw_consume_decode_events_per_s"] = raw_consume_decode(
             settings, settings.topic("recommendation_feedback"), n
         )
@@ -372,16 +478,34 @@ def run(
         "k": settings.reco.k,
         "epsilon": settings.reco.epsilon,
         "learning_rate": settings.reco.learning_rate,
+        "prior_strength": settings.reco.prior_strength,
+        "optimism": settings.reco.optimism,
+        "load_average_1m_start": round(os.getloadavg()[0], 2),
     }
-    results = {
-        name: _run_policy(name, config, visits, shown, settings)
-        for name in ("random", "popularity", "river_bandit", "oracle")
-    }
+    cpu = time.process_time()
+    results = {name: _run_policy(name, config, visits, shown, settings) for name in POLICIES}
+    figures["policy_runs_cpu_s"] = round(time.process_time() - cpu, 1)
     for name, r in results.items():
         figures[f"ctr_{name}"] = r["ctr"]
         figures[f"ctr_{name}_ci95"] = f"[{r['ctr_low']:.4f}, {r['ctr_high']:.4f}]"
         figures[f"impressions_{name}"] = r["impressions"]
+    for name, r in results.items():
+        figures[f"ctr_per_visit_{name}"] = r["ctr_per_visit"]
+        figures[f"ctr_per_visit_{name}_ci95"] = (
+            f"[{r['ctr_per_visit_low']:.4f}, {r['ctr_per_visit_high']:.4f}]"
+        )
     bandit = results["river_bandit"]["ctr"]
+    figures["ctr_ratio_vs_contextual_only"] = bandit / max(results["river_contextual"]["ctr"], 1e-9)
+    figures["ctr_share_of_oracle"] = bandit / max(results["oracle"]["ctr"], 1e-9)
+    figures["ctr_share_of_informed_ceiling"] = bandit / max(
+        results["informed_ceiling"]["ctr"], 1e-9
+    )
+    figures["informed_ceiling_ratio_vs_random"] = results["informed_ceiling"]["ctr"] / max(
+        results["random"]["ctr"], 1e-9
+    )
+    figures["ctr_per_visit_ratio_vs_random"] = results["river_bandit"]["ctr_per_visit"] / max(
+        results["random"]["ctr_per_visit"], 1e-9
+    )
     figures["ctr_ratio_vs_random"] = bandit / max(results["random"]["ctr"], 1e-9)
     figures["ctr_ratio_vs_popularity"] = bandit / max(results["popularity"]["ctr"], 1e-9)
     figures["oracle_ratio_vs_random"] = results["oracle"]["ctr"] / max(
@@ -394,8 +518,11 @@ def run(
     if worker:
         figures.update(
             worker_figures(
-                settings, ClosedLoop(config, shown=shown), results["river_bandit"]["_feedback"],
+                settings,
+                ClosedLoop(config, shown=shown),
+                results["river_bandit"]["_feedback"],
                 session_timeout=session_timeout,
             )
-        )  # fmt: skip
+        )
+    figures["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     return figures

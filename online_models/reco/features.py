@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from online_models.reco.catalogue import eligible_products
+from online_models.reco.catalogue import BY_ID, eligible_products
 
 State = dict[str, Any]
 
@@ -37,7 +37,8 @@ def new_state() -> State:
         "held": [],
         "consent": True,  # personalisation consent from onboarding until withdrawn
         "tx": {},
-        # product -> [clicks or conversions, impressions without one]
+        # catalogue product -> [clicks, impressions without one]: the per-customer posterior's
+        # evidence (bounded: one pair per catalogue product)
         "reactions": {},
         # topic -> last offset applied to this customer (exact replay detection)
         "offsets": {},
@@ -88,8 +89,20 @@ def apply_event(state: State, name: str, record: Mapping[str, Any]) -> bool:
 
 
 def note_reaction(state: State, product_id: str, positive: bool) -> None:
+    # catalogue products only: at most one pair per product, whatever the events name
+    if product_id not in BY_ID:
+        return
     counts = state["reactions"].setdefault(product_id, [0, 0])
     counts[0 if positive else 1] += 1
+
+
+def note_click(state: State, product_id: str) -> None:
+    """A click on an item whose impression already counted as a miss: turn it into a hit."""
+    if product_id not in BY_ID:
+        return
+    counts = state["reactions"].setdefault(product_id, [0, 0])
+    counts[0] += 1
+    counts[1] = max(0, counts[1] - 1)
 
 
 def context_features(state: Mapping[str, Any], now_ms: int) -> dict[str, float]:

@@ -63,9 +63,7 @@ class LocalRecommender:
                 if served is not None and served["id"] == record["recommendation_id"]:
                     served["shown"] = True
             elif action == "click":
-                counts = state["reactions"].setdefault(record["product_id"], [0, 0])
-                counts[0] += 1
-                counts[1] = max(0, counts[1] - 1)
+                feats.note_click(state, record["product_id"])
         else:
             feats.apply_event(state, name, record)
             if name == "product_holding_changed":
@@ -91,7 +89,7 @@ class LocalRecommender:
             return
         served = serving.recommend(
             policy, customer_id, x, eligible, k=self.k, now_ms=now_ms, rng=self.rng,
-            model_version=f"{policy.name}-{policy.updates}",
+            model_version=f"{policy.name}-{policy.updates}", history=state["reactions"],
         )  # fmt: skip
         serving.remember_served(state, served, x, eligible, policy.updates)
         self.served[customer_id] = served

@@ -2,8 +2,10 @@
 
 A list is (re)computed when the customer has none, when their context moved by at least
 ``feature_threshold`` (L1) or their eligible set changed, when the model learned at least
-``model_threshold`` labelled impressions since the list was made, or when the list has been shown
-(so the next visit gets a fresh draw, with fresh exploration). Ranking is pure inference.
+``model_threshold`` labelled impressions since the list was made, when the list has been shown
+(so the next visit gets a fresh draw, with fresh exploration), or when the customer clicked or
+converted since (a click usually arrives after the impression that already re-served the list,
+and it is the strongest evidence the per-customer posterior gets). Ranking is pure inference.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from online_models.reco import features as feats
-from online_models.reco.policy import Policy
+from online_models.reco.policy import History, Policy
 
 
 def needs_serving(
@@ -31,9 +33,16 @@ def needs_serving(
         return bool(eligible)
     if served.get("shown") or served["eligible"] != eligible:
         return True
+    if served.get("positives", 0) != positives(state):
+        return True
     if model_updates - served["updates"] >= model_threshold:
         return True
     return feats.distance(x, served["x"]) >= feature_threshold
+
+
+def positives(state: Mapping[str, Any]) -> int:
+    """The customer's clicks and conversions on served products so far."""
+    return sum(int(counts[0]) for counts in state.get("reactions", {}).values())
 
 
 def recommend(
@@ -46,9 +55,11 @@ def recommend(
     now_ms: int,
     rng: random.Random,
     model_version: str,
+    history: History | None = None,
 ) -> dict[str, Any]:
-    """The served list (the Redis JSON plus the audit fields of the ``recommendation`` event)."""
-    choices = policy.rank(x, eligible, k, rng)
+    """The served list (the Redis JSON plus the audit fields of the ``recommendation`` event);
+    ``history`` is the customer's reactions per product (``state["reactions"]``)."""
+    choices = policy.rank(x, eligible, k, rng, history)
     return {
         "recommendation_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "customer_id": customer_id,
@@ -78,4 +89,5 @@ def remember_served(
         "eligible": list(eligible),
         "updates": model_updates,
         "shown": False,
+        "positives": positives(state),
     }

@@ -19,9 +19,9 @@ NAME = "reco"
 
 def register(app: faust.App, context: AppContext) -> None:
     import faust
-    import redis
     from faust.web import Request, Response, View
 
+    from cxstream.redis_connection import sync_redis
     from processors.reco.processor import EVENTS, RecoProcessor
 
     settings = context.settings
@@ -32,7 +32,8 @@ def register(app: faust.App, context: AppContext) -> None:
         schema=json_schema,
         help="recommender state per customer (features, last served list, applied offsets)",
     )
-    client = redis.Redis.from_url(settings.redis.url)
+    # TLS / ACL user / timeouts from the settings (a bare from_url ignored them)
+    client = sync_redis(settings)
     processor = RecoProcessor(settings, context, table, client)
     for event in EVENTS:
         context.batch_agent(event, processor.handle, step=NAME)

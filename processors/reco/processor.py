@@ -9,6 +9,11 @@ customers whose context or model moved enough get a new list: SET in Redis
 (``<prefix>:reco:<customer id>``) and a ``recommendation`` event (with the propensity of every
 item).
 
+Ranking uses the customer's own reactions (``state["reactions"]``, at most one
+``[positives, misses]`` pair per catalogue product, so bounded per customer; in the table, so
+changelog-backed, replay-fenced by the state's offsets and gone with the erasure marker) as the
+per-customer posterior on top of the partition learner's contextual model.
+
 One learner per source partition (see :mod:`online_models.reco.checkpoint` for why): it is
 checkpointed to Redis with its offsets (``<prefix>:reco-checkpoint:<app id>:<partition>``) every
 ``checkpoint_interval_seconds`` and when the partition is revoked, loaded when the partition is
@@ -135,7 +140,12 @@ class RecoProcessor:
 
     def new_learner(self) -> Learner:
         return Learner(
-            BanditPolicy(epsilon=self.reco.epsilon, learning_rate=self.reco.learning_rate),
+            BanditPolicy(
+                epsilon=self.reco.epsilon,
+                learning_rate=self.reco.learning_rate,
+                prior_strength=self.reco.prior_strength,
+                optimism=self.reco.optimism,
+            ),
             window_ms=round(self.reco.attribution_window_seconds * 1000),
             metrics=Prequential(self.reco.kpi_window_seconds * 1000),
         )
@@ -347,9 +357,7 @@ class RecoProcessor:
             if served is not None and served["id"] == record["recommendation_id"]:
                 served["shown"] = True
         elif action == "click":
-            counts = state["reactions"].setdefault(product, [0, 0])
-            counts[0] += 1
-            counts[1] = max(0, counts[1] - 1)
+            feats.note_click(state, product)
 
     async def _serve_and_store(
         self, learner: Learner, touched: dict[str, tuple[dict[str, Any], InputEvent]]
@@ -413,7 +421,7 @@ class RecoProcessor:
         policy = learner.policy
         served = serving.recommend(
             policy, cid, x, eligible, k=self.reco.k, now_ms=now, rng=self.rng,
-            model_version=f"{policy.name}-{policy.updates}",
+            model_version=f"{policy.name}-{policy.updates}", history=state["reactions"],
         )  # fmt: skip
         serving.remember_served(state, served, x, eligible, policy.updates)
         products = [i["product_id"] for i in served["items"]]

@@ -222,6 +222,22 @@ def test_closed_loop_kill_restart_learns_once(settings: Settings, tmp_path: Path
             if rec["occurred_at"] > START_MS:
                 assert (c.customer_id, product) not in initial, rec
 
+    # the per-customer posterior runs in the worker (history from the table): some lists rank a
+    # product because the customer clicked it, and every such reason is true (event times are
+    # not in processing order across visits, so "clicked at some point" is what is checked)
+    clicked = {
+        (fb["customer_id"], fb["product_id"])
+        for fb in read_topic(settings, "recommendation_feedback")
+        if fb["action"] == "click"
+    }
+    by_history = [
+        (rec["customer_id"], item["product_id"]) for rec in lists for item in rec["items"]
+        if item["reason_code"] == "history:clicked"
+    ]  # fmt: skip
+    assert by_history
+    assert set(by_history) <= clicked
+    assert all(0.0 < item["propensity"] <= 1.0 for rec in lists for item in rec["items"])
+
 
 def test_workers_joining_and_leaving_move_warm_models(settings: Settings, tmp_path: Path) -> None:
     """Two workers in one group: each partition's model moves with its partition (checkpointed
