@@ -64,7 +64,7 @@ from cxstream.settings import Settings
 from sinks.clickhouse.backend import ServerBackend
 from sinks.clickhouse.migrations import migrate
 from sinks.clickhouse.rows import Origin, RowBuilder, TableBatch
-from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.sink import ClickHouseSink, batch_gc
 from sinks.clickhouse.testing import sample_events
 from streams.codec import AvroCodec
 from streams.kafka_config import confluent_config
@@ -73,6 +73,60 @@ from streams.registry import EmbeddedRegistry
 from streams.topics import TopicSpec, delete_topics, ensure_topics
 
 EVENT = "channel_interaction"
+
+
+class _ServerCpu:
+    """CPU seconds of the local ClickHouse server process (``/proc``), when it is the local
+    stack's: how much of the server's CPU a figure costs, next to this process's own."""
+
+    def __init__(self, settings: Settings | None) -> None:
+        self.pid: int | None = None
+        if settings is None:
+            return
+        ch = settings.clickhouse
+        if ch.host in ("127.0.0.1", "localhost") and ch.port == settings.stack.clickhouse_port:
+            with contextlib.suppress(Exception):  # no stack of ours: the figures say None
+                from cxstream.stack import manager
+
+                found = manager.status(settings, only=["clickhouse"])
+                self.pid = found[0].pid if found else None
+
+    def seconds(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Cpu:
+    """CPU spent between :meth:`start` and :meth:`stop`: this process's and the server's."""
+
+    def __init__(self, server: _ServerCpu) -> None:
+        self.server = server
+        self.process = 0.0
+        self.server_seconds: float | None = None
+
+    def __enter__(self) -> _Cpu:
+        self._p, self._s = time.process_time(), self.server.seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process = time.process_time() - self._p
+        end = self.server.seconds()
+        self.server_seconds = None if end is None or self._s is None else end - self._s
+
+    def per(self, count: int) -> dict[str, float | None]:
+        """us of CPU per item (process, server) and items per CPU-second of both together."""
+        server = self.server_seconds
+        total = self.process + (server or 0.0)
+        return {
+            "process_cpu_us": round(self.process / count * 1e6, 2),
+            "server_cpu_us": None if server is None else round(server / count * 1e6, 2),
+            "per_cpu_s": round(count / total) if total > 0 else None,
+        }
 
 
 def _settings(settings: Settings, run_id: str, options: dict[str, Any]) -> Settings:
@@ -107,7 +161,15 @@ def _build(builder: RowBuilder, records: list[dict[str, Any]], topic: str) -> Ta
     return batch
 
 
-def _insert_rate(backends: list[ServerBackend], table: str, batch: TableBatch, size: int) -> float:
+def _insert_rate(
+    backends: list[ServerBackend],
+    table: str,
+    batch: TableBatch,
+    size: int,
+    cpu: _ServerCpu | None = None,
+    figures: dict[str, Any] | None = None,
+    name: str = "",
+) -> float:
     """Rows/s inserting ``batch`` in blocks of ``size``; with several connections each inserts
     every n-th block from its own thread (whole blocks: splitting them costs the views more)."""
     parts = [batch.slice(i, i + size) for i in range(0, len(batch), size)]
@@ -124,12 +186,19 @@ def _insert_rate(backends: list[ServerBackend], table: str, batch: TableBatch, s
         threading.Thread(target=insert, args=(backend, parts[i :: len(backends)]))
         for i, backend in enumerate(backends)
     ]
+    spent = _Cpu(cpu or _ServerCpu(None))
     started = time.perf_counter()  # the rows are in memory, cut into blocks: only inserts count
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with spent:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     elapsed = time.perf_counter() - started
+    if figures is not None:
+        per = spent.per(len(batch))
+        figures[f"{name}_client_cpu_us_per_row"] = per["process_cpu_us"]
+        figures[f"{name}_server_cpu_us_per_row"] = per["server_cpu_us"]
+        figures[f"{name}_rows_per_cpu_s"] = per["per_cpu_s"]
     if errors:
         raise ServiceError(f"insert benchmark failed on {table}: {errors[0]}") from errors[0]
     return len(batch) / elapsed
@@ -140,6 +209,8 @@ def insert_figures(settings: Settings, rows: int, size: int, connections: int) -
     backend = backends[0]
     builder = RowBuilder(settings)
     records = _records(rows)
+    cpu = _ServerCpu(settings)
+    spent: dict[str, Any] = {}
     try:
         migrate(backend)
         db = backend.database
@@ -150,10 +221,14 @@ def insert_figures(settings: Settings, rows: int, size: int, connections: int) -
         # warm up the connections and the server's caches, not timed
         warm = batch.slice(0, min(rows, 10_000))
         _insert_rate(backends, f"{EVENT}_plain", warm, len(warm))
-        single = _insert_rate(backends[:1], EVENT, batch, size)
-        plain = _insert_rate(backends[:1], f"{EVENT}_plain", batch, size)
+        single = _insert_rate(backends[:1], EVENT, batch, size, cpu, spent, "insert")
+        plain = _insert_rate(
+            backends[:1], f"{EVENT}_plain", batch, size, cpu, spent, "insert_raw_only"
+        )
         backend.execute(f"TRUNCATE TABLE {db}.{EVENT}")
-        parallel = _insert_rate(backends, EVENT, batch, size)
+        parallel = _insert_rate(
+            backends, EVENT, batch, size, cpu, spent, f"insert_{len(backends)}_connections"
+        )
         stored = backend.query(f"SELECT uniqExact(event_id) FROM {db}.{EVENT}")[0][0]
         if stored != rows:
             raise ServiceError(f"insert benchmark stored {stored} of {rows} events")
@@ -165,6 +240,7 @@ def insert_figures(settings: Settings, rows: int, size: int, connections: int) -
             f"insert_{len(backends)}_connections_rows_per_s": round(parallel),
             "insert_raw_only_rows_per_s": round(plain),
             "row_build_rows_per_s": round(build_rate),
+            **spent,
             "server_version": backend.server_version(),
         }
     finally:
@@ -180,8 +256,13 @@ def _produce(settings: Settings, records: list[dict[str, Any]]) -> None:
         producer.flush()
 
 
-def raw_consume_decode(settings: Settings, topic: str, count: int) -> float:
-    """confluent-kafka ``consume`` in batches + decode: the raw reference rate (events/s)."""
+def raw_consume_decode(
+    settings: Settings, topic: str, count: int, cpu: dict[str, float] | None = None
+) -> float:
+    """confluent-kafka ``consume`` in batches + decode: the raw reference rate (events/s).
+
+    ``cpu``, if given, gets ``seconds``: this process's CPU from the first message to the last.
+    """
     codec = AvroCodec(EmbeddedRegistry(), max_event_bytes=settings.max_event_bytes)
     consumer = Consumer(
         confluent_config(
@@ -196,7 +277,7 @@ def raw_consume_decode(settings: Settings, topic: str, count: int) -> float:
         )
     )
     consumer.subscribe([topic])
-    seen, first = 0, 0.0
+    seen, first, first_cpu = 0, 0.0, 0.0
     deadline = time.monotonic() + 120
     try:
         while seen < count:
@@ -209,9 +290,11 @@ def raw_consume_decode(settings: Settings, topic: str, count: int) -> float:
                         raise ServiceError(f"raw consumer: {error}")
                     continue
                 if not seen:
-                    first = time.perf_counter()
+                    first, first_cpu = time.perf_counter(), time.process_time()
                 codec.decode(message.value())  # type: ignore[arg-type]
                 seen += 1
+        if cpu is not None:
+            cpu["seconds"] = time.process_time() - first_cpu
         return count / (time.perf_counter() - first)
     finally:
         consumer.close()
@@ -233,17 +316,23 @@ def sink_rate(settings: Settings, count: int) -> dict[str, Any]:
                 errors.append(exc)
 
         thread = threading.Thread(target=work, daemon=True)
-        started = time.perf_counter()
-        thread.start()
+        server = _ServerCpu(settings)
         first = None
-        deadline = time.monotonic() + 300
-        while sink.stats.inserted < count and not errors and time.monotonic() < deadline:
-            if first is None and sink.buffered:
-                first = time.perf_counter()
-            time.sleep(0.005)
-        done = time.perf_counter()
-        stop.set()
-        thread.join(60)
+        first_cpu, first_server = 0.0, None
+        # the collector as `cxstream sink` tunes it for its process (sink.batch_gc)
+        with batch_gc():
+            started = time.perf_counter()
+            thread.start()
+            deadline = time.monotonic() + 300
+            while sink.stats.inserted < count and not errors and time.monotonic() < deadline:
+                if first is None and sink.buffered:
+                    first = time.perf_counter()
+                    first_cpu, first_server = time.process_time(), server.seconds()
+                time.sleep(0.005)
+            done = time.perf_counter()
+            done_cpu, done_server = time.process_time(), server.seconds()
+            stop.set()
+            thread.join(60)
         if errors:
             raise ServiceError(f"sink failed during the benchmark: {errors[0]!r}") from errors[0]
         if sink.stats.inserted < count:
@@ -254,6 +343,14 @@ def sink_rate(settings: Settings, count: int) -> dict[str, Any]:
             "seconds_with_group_join": round(done - started, 2),
             "batches": sink.stats.batches,
             "batch_max_rows": settings.clickhouse.sink_batch_max_rows,
+            # this process (consume, decode, rows, insert; librdkafka's threads included)
+            "process_cpu_us_per_event": round((done_cpu - first_cpu) / count * 1e6, 2),
+            "events_per_process_cpu_s": round(count / max(done_cpu - first_cpu, 1e-9)),
+            "server_cpu_us_per_event": (
+                round((done_server - first_server) / count * 1e6, 2)
+                if done_server is not None and first_server is not None
+                else None
+            ),
         }
     finally:
         backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
@@ -274,7 +371,8 @@ def _sink_process(settings: Settings, stop: Any, ready: Any) -> None:
             stopping.set()
 
         threading.Thread(target=watch, daemon=True).start()
-        sink.run(stopping)
+        with batch_gc():
+            sink.run(stopping)
     finally:
         backend.close()
 
@@ -648,6 +746,7 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
     events = int(options.get("events", 200_000))
     size = int(options.get("insert_batch_rows", 50_000))
     connections = int(options.get("connections", 2))
+    load_before = os.getloadavg()
     figures: dict[str, Any] = {"insert": insert_figures(settings, rows, size, connections)}
 
     topic = settings.topic(EVENT)
@@ -655,7 +754,8 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
     ensure_topics(settings, [spec])
     try:
         _produce(settings, _records(events))
-        raw = raw_consume_decode(settings, topic, events)
+        raw_cpu: dict[str, float] = {}
+        raw = raw_consume_decode(settings, topic, events, raw_cpu)
         sweep_sizes = [2_000, 5_000, 20_000, 50_000] if options.get("sweep") else []
         sweep = {}
         for batch_rows in sweep_sizes:
@@ -675,7 +775,12 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
         "events": events,
         **whole,
         "raw_consume_decode_events_per_s": round(raw),
+        "raw_consume_decode_events_per_cpu_s": round(events / max(raw_cpu["seconds"], 1e-9)),
         "sink_vs_raw": round(whole["events_per_s"] / raw, 3),
+        # the same ratio per CPU-second of this process: what the shared cores cannot blur
+        "sink_vs_raw_per_cpu_s": round(
+            whole["events_per_process_cpu_s"] * raw_cpu["seconds"] / events, 3
+        ),
     }
     if several is not None:
         figures["sink_processes"] = {
@@ -697,6 +802,11 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
     if "latency" in figures:
         figures["targets"]["latency_p99_ms"] = 2000
         figures["targets"]["latency_met"] = figures["latency"]["met"]
+    figures["load_average"] = {
+        "before_1m": round(load_before[0], 2),
+        "after_1m": round(os.getloadavg()[0], 2),
+        "cores": os.cpu_count(),
+    }
     figures["settings"] = {
         "clickhouse": f"{ch.host}:{ch.port}",
         "kafka": settings.kafka.bootstrap_servers,

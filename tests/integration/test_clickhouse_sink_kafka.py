@@ -285,9 +285,50 @@ def test_a_row_clickhouse_rejects_goes_to_the_dlq_and_the_rest_lands(env: Settin
     assert len({h[H_SOURCE_OFFSET] for h in letters}) == 3
 
 
+def committed(settings: Settings, topic: str) -> dict[int, int]:
+    """The sink group's committed offset per partition of ``topic`` (absent: none)."""
+    admin = AdminClient(confluent_config(settings))
+    request = ConsumerGroupTopicPartitions(
+        settings.clickhouse.sink_group_id,
+        [TopicPartition(settings.topic(topic), p) for p in range(settings.kafka.partitions)],
+    )
+    result = admin.list_consumer_group_offsets([request])
+    group = next(iter(result.values())).result(timeout=30)
+    return {tp.partition: tp.offset for tp in group.topic_partitions if tp.offset >= 0}
+
+
+def test_tombstones_are_skipped_committed_and_never_dead_lettered(env: Settings) -> None:
+    # the profiles processor's tombstone for an erased customer: key set, value null
+    snapshots = sample_events(20, seed=34, names=["profile_snapshot"])
+    produce(env, snapshots)
+    producer = Producer(confluent_config(env))
+    gone = [r["customer_id"] for _, r in snapshots[:3]]
+    for customer in gone:
+        producer.produce(env.topic("profile_snapshot"), key=customer.encode(), value=None)
+    assert producer.flush(30) == 0
+    others = sample_events(200, seed=35, names=["transaction"])
+    produce(env, others)
+    backend = make_backend(env)
+    migrate(backend)
+    running = Running(env)
+    try:
+        running.wait(lambda s: s.consumed >= len(snapshots) + len(gone) + len(others))
+        # offsets are committed past the tombstones (the lag of the topic reaches 0)
+        deadline = time.monotonic() + 30
+        while sum(committed(env, "profile_snapshot").values()) < len(snapshots) + len(gone):
+            assert time.monotonic() < deadline, committed(env, "profile_snapshot")
+            time.sleep(0.2)
+    finally:
+        stats = running.close()
+    assert stats.tombstones == len(gone)
+    assert stats.dead_letters == 0
+    assert read_dlq(env, 1, timeout=3.0) == []
+    assert sorted(event_ids(backend, {"profile_snapshot", "transaction"})) == sorted(
+        r["event_id"] for _, r in snapshots + others
+    )
+
+
 # -- ClickHouse outages and crashes of the sink: on a private server, so nobody else is hit -----
-
-
 
 
 @pytest.fixture

@@ -376,6 +376,24 @@ class ClickHouseContract:
         )
         assert landed == len(events)
 
+    def test_an_insert_leaves_the_callers_columns_as_they_were(
+        self, store: tuple[Settings, ClickHouseBackend]
+    ) -> None:
+        settings, backend = store
+        events = sample_events(300, seed=12, names=["channel_interaction"])
+        batch = build_batches(settings, events, topic_prefix="intact")["channel_interaction"]
+        assert any(v is None for v in batch.column("customer_id"))  # nulls the driver rewrites
+        before = copy.deepcopy(batch.data)
+        backend.insert(batch.table, batch.columns, batch.data)
+        assert batch.data == before  # a retry (or a bisected half) sends the original values
+        rows = backend.query(
+            f"SELECT event_id, customer_id FROM {backend.database}.channel_interaction "
+            "WHERE kafka_topic = 'intact.channel_interaction'"
+        )
+        assert sorted(rows, key=str) == sorted(
+            zip(batch.column("event_id"), batch.column("customer_id"), strict=True), key=str
+        )
+
     def test_resent_events_collapse_under_final(
         self, store: tuple[Settings, ClickHouseBackend]
     ) -> None:
@@ -559,6 +577,24 @@ class ClickHouseContract:
         values = {header_map(letter.headers)[H_SOURCE_OFFSET]: letter.value for letter in letters}
         assert values == {"4": batch[4].value(), "99": batch[7].value()}  # the original bytes
         assert scalar(backend, "SELECT count() FROM {db}.transaction") == 9
+
+    def test_tombstones_are_skipped_not_dead_lettered(
+        self, migrated: tuple[Settings, ClickHouseBackend]
+    ) -> None:
+        settings, backend = migrated
+        events = sample_events(6, seed=16, names=["profile_snapshot"])
+        batch = messages(settings, events)
+        # what the profiles processor publishes for an erased customer: its key, a null value
+        tombstone = Message(
+            topic=settings.topic("profile_snapshot"), partition=0, offset=50, key=b"cust-1"
+        )
+        assert tombstone.value() is None
+        batch.insert(2, tombstone)
+        sink = ClickHouseSink(settings, backend)
+        assert sink.process(batch) == []
+        assert (sink.stats.tombstones, sink.stats.inserted) == (1, len(events))
+        stored = backend.query(f"SELECT event_id FROM {backend.database}.profile_snapshot")
+        assert sorted(r[0] for r in stored) == sorted(r["event_id"] for _, r in events)
 
     # -- rollups -------------------------------------------------------------------------------
 
