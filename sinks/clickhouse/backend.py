@@ -131,6 +131,9 @@ def _error_code(exc: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_TLS_FAILURE_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "[SSL", "SSLError")
+
+
 def _first_line(sql: str) -> str:
     return " ".join(sql.split())[:160]
 
@@ -204,6 +207,7 @@ class ServerBackend:
             ) from exc
         except (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError) as exc:
             client.disconnect()
+            self._raise_if_tls_failure(exc)
             raise ClickHouseUnavailableError(
                 f"ClickHouse server {self._where()} unreachable during "
                 f"`{_first_line(sql)}`: {_short(exc)}",
@@ -219,6 +223,17 @@ class ServerBackend:
 
     def _where(self) -> str:
         return f"{self._settings.host}:{self._settings.port}"
+
+    def _raise_if_tls_failure(self, exc: BaseException) -> None:
+        # the driver flattens ssl.SSLError into a NetworkError's text; a refused certificate is
+        # a configuration error, and retrying it forever would look like an outage
+        text = str(exc)
+        if not any(marker in text for marker in _TLS_FAILURE_MARKERS):
+            return
+        raise ClickHouseError(
+            f"ClickHouse server {self._where()}: TLS handshake failed ({_short(exc)}); check "
+            f"clickhouse.secure and clickhouse.ca_certs (now {self._settings.ca_certs})"
+        ) from exc
 
     def ensure_database(self) -> None:
         self._run(self.client, f"CREATE DATABASE IF NOT EXISTS {self.database}")
@@ -259,6 +274,7 @@ class ServerBackend:
             ) from exc
         except (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError) as exc:
             self.client.disconnect()
+            self._raise_if_tls_failure(exc)
             raise ClickHouseUnavailableError(
                 f"insert into {table}: ClickHouse server {self._where()} unreachable: "
                 f"{_short(exc)}",

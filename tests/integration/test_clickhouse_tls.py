@@ -14,7 +14,7 @@ import pytest
 
 from cxstream.settings import ClickHouseSettings, Settings
 from sinks.clickhouse.backend import ServerBackend, make_backend
-from sinks.clickhouse.errors import ClickHouseError
+from sinks.clickhouse.errors import ClickHouseError, ClickHouseUnavailableError
 from sinks.clickhouse.migrations import migrate
 from sinks.clickhouse.testing import sample_events
 from tests.support.services import LocalStack
@@ -98,3 +98,6 @@ def test_the_backend_fails_clearly_without_a_trusted_tls_connection(
     finally:
         backend.close()
     assert f"127.0.0.1:{server.secure_port}" in str(error.value), case
+    # a refused certificate is a configuration error: the sink must not retry it as an outage
+    transient = isinstance(error.value, ClickHouseUnavailableError)
+    assert transient == (named == "unreachable"), case
