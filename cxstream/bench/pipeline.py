@@ -32,10 +32,12 @@ from the beginning with its own group. Figures:
 Options (``--opt KEY=VALUE``): ``events`` (200000), ``customers`` (20000), ``seed`` (8),
 ``naive_events`` (50000), ``timeout`` per catch-up (120 + events/500 s; a group that does not
 catch up fails its part only, with the partitions behind), ``live``/``two_workers``/``memory``
-(true), the live part's ``rate`` (1000), ``duration`` (60), ``sample_every`` (50),
-``sla_items`` (200), ``bursts`` (20), ``drain_seconds`` (60), ``redis_poll_ms`` (20),
-``clickhouse_poll_ms`` (100), and ``memory_customers`` / ``memory_items`` (1000000),
-``memory_sample`` (1000), ``memory_history_days`` (7).
+(true), ``profile`` (false: py-spy over the worker's catch-up, CPU per event by processor and
+shared machinery, :mod:`cxstream.bench.pipeline_profile`), the live part's ``rate`` (1000),
+``duration`` (60), ``sample_every`` (50), ``sla_items`` (200), ``bursts`` (20),
+``drain_seconds`` (60), ``redis_poll_ms`` (20), ``clickhouse_poll_ms`` (100), and
+``memory_customers`` / ``memory_items`` (1000000), ``memory_sample`` (1000),
+``memory_history_days`` (7).
 
 Targets (issue 8): pipeline >= 25 % of raw and >= 10x naive. Smoke run (< 2 min):
 ``--opt events=20000 --opt naive_events=10000 --opt rate=1000 --opt duration=10
@@ -50,9 +52,14 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cxstream.bench.pipeline_procs import Children, GroupLag, Run, Worker, cpu_seconds, rss_bytes
+from cxstream.bench.pipeline_profile import Sampler
+from cxstream.bench.pipeline_profile import figures as profile_figures
 from cxstream.bench.pipeline_stats import LagRate, ratio
 from cxstream.errors import ServiceError
 from cxstream.settings import Settings
@@ -62,8 +69,20 @@ TARGET_VS_NAIVE = 10.0
 Events = list[tuple[str, dict[str, Any]]]
 
 
-def _on(options: dict[str, Any], part: str) -> bool:
-    return options.get(part, True) not in (False, "false", 0, "0")
+def _on(options: dict[str, Any], part: str, *, default: bool = True) -> bool:
+    return options.get(part, default) not in (False, "false", 0, "0")
+
+
+@dataclass
+class Profiling:
+    """py-spy over the worker from its first commit (``profile=true``) to its catch-up."""
+
+    pid: int
+    path: Path
+    sampler: Sampler | None = None
+
+    def start(self) -> None:
+        self.sampler = Sampler(self.pid, self.path)
 
 
 def simulated(events: int, customers: int, seed: int) -> Events:
@@ -170,9 +189,17 @@ def naive_figures(run: Run, children: Children, count: int) -> dict[str, Any]:
 
 
 def catch_up(
-    lag: GroupLag, group: str, workers: list[Worker], children: Children, timeout: float
+    lag: GroupLag,
+    group: str,
+    workers: list[Worker],
+    children: Children,
+    timeout: float,
+    on_first_commit: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Wait until ``group`` committed every input event; its rate (``LagRate``) and CPU."""
+    """Wait until ``group`` committed every input event; its rate (``LagRate``) and CPU.
+
+    ``on_first_commit`` runs when the measured span (and the CPU count) starts.
+    """
     meter = LagRate(sum(lag.marks.values()))
     cpu_start: float | None = None
     deadline = time.monotonic() + timeout
@@ -182,6 +209,8 @@ def catch_up(
         value = lag.lag(group)
         if value is not None and value < meter.total and cpu_start is None:
             cpu_start = sum(cpu_seconds(w.pid) for w in workers)
+            if on_first_commit is not None:
+                on_first_commit()
         if meter.add(at, value):
             cpu = sum(cpu_seconds(w.pid) for w in workers) - (cpu_start or 0.0)
             rate = meter.events_per_s
@@ -199,6 +228,24 @@ def catch_up(
         f"bench pipeline: group {group} not caught up in {timeout:.0f} s; "
         f"{len(behind)} partitions behind: {', '.join(behind[:6])}"
     )
+
+
+def produced_per_event(produced: dict[str, int], events: int, top: int = 8) -> dict[str, Any]:
+    """Messages the worker wrote per input event (changelogs, outputs, internal topics).
+
+    Every table write and emit costs a trip through Faust's producer, the worker's largest
+    shared cost, so this says where the per-event CPU goes; the ``top`` topics by count.
+    """
+    if not events:
+        return {}
+    # the naive worker's changelog is not this worker's; the sink's few dead letters count
+    produced = {name: n for name, n in produced.items() if not name.startswith("naive-")}
+    total = sum(produced.values())
+    ranked = sorted(produced.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "produced_per_event": round(total / events, 3),
+        **{f"produced_per_event.{name}": round(n / events, 3) for name, n in ranked if n},
+    }
 
 
 def _migrate(run: Run, database: str) -> None:
@@ -280,10 +327,13 @@ def _run(
         children.sink("sink", bench.group("sink"), databases[-1])
         worker = children.worker("worker", bench.group("worker"))
         rss_start = rss_bytes(worker.pid)
-        pipeline = catch_up(lag, bench.group("worker"), [worker], children, timeout)
+        profiling = Profiling(worker.pid, bench.home / "logs" / "worker-profile.txt")
+        on_first = profiling.start if _on(options, "profile", default=False) else None
+        pipeline = catch_up(lag, bench.group("worker"), [worker], children, timeout, on_first)
         stats = worker.stats() or {}
         profiles = (stats.get("profiles") or {}).get("customers")
         rss = rss_bytes(worker.pid)
+        pipeline.update(produced_per_event(lag.produced(bench.prefix), pipeline["events"]))
         pipeline.update(
             {
                 "processors": sorted(k for k in stats if k not in ("dead_letters", "emitted")),
@@ -294,6 +344,12 @@ def _run(
                 "vs_naive": ratio(pipeline["events_per_s"], figures["naive"]["events_per_s"]),
             }
         )
+        if profiling.sampler is not None:
+            per_cpu_s = pipeline["events_per_cpu_s"]
+            pipeline["profile"] = {
+                "path": str(profiling.sampler.stop()),
+                **profile_figures(profiling.sampler.path, 1e6 / per_cpu_s if per_cpu_s else None),
+            }
         figures["pipeline"] = pipeline
         if _on(options, "live"):
             from cxstream.bench.pipeline_live import live_figures

@@ -262,6 +262,24 @@ class GroupLag:
                 out.append(f"{tp.topic}[{tp.partition}]: {done}/{end}")
         return out
 
+    def produced(self, prefix: str) -> dict[str, int]:
+        """Messages in every other topic named ``prefix...`` (outputs, changelogs, internal)."""
+        from confluent_kafka import TopicPartition
+
+        topics = self.consumer.list_topics(timeout=10).topics
+        out: dict[str, int] = {}
+        for topic, meta in topics.items():
+            if not topic.startswith(prefix) or topic in self.topics:
+                continue
+            total = 0
+            for partition in meta.partitions:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10
+                )
+                total += high - low
+            out[topic[len(prefix) :].lstrip(".-")] = total
+        return out
+
     def close(self) -> None:
         self.consumer.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 from cxstream.bench.pipeline_live import HOUR_MS, build_plan
 from cxstream.bench.pipeline_receiver import StampedLines
@@ -120,3 +121,78 @@ def test_receiver_lines_get_an_arrival_stamp() -> None:
     assert len(written) == 1
     assert written[0]["data"] == {"alert_id": "a1"}
     assert written[0]["received_at_ms"] > 1_700_000_000_000
+
+
+def test_profile_breakdown_puts_each_sample_in_one_category() -> None:
+    from cxstream.bench.pipeline_profile import IDLE, breakdown, parse
+
+    loop = (
+        "BaseEventLoop._run_once (asyncio/base_events.py:1922);Handle._run (asyncio/events.py:80)"
+    )
+    lane = f"{loop};BatchLane.run (streams/batching.py:330)"
+    raw = [
+        # a table write inside the security handler: shared machinery, named after its owner
+        f"{lane};_on_access (processors/security/engine.py:160);"
+        "ManagedUserDict.__setitem__ (faust/tables/table.py:90) 30",
+        f"{lane};_on_access (processors/security/engine.py:181);features (x/features.py:68) 10",
+        f"{loop};ProducerBuffer._handle_pending (faust/transport/producer.py:125) 20",
+        f"{lane};BatchDecoder.decode (streams/batching.py:97) 15",
+        f"{loop};_drain_messages (streams/batching.py:449) 5",
+        "BaseEventLoop._run_once (asyncio/base_events.py:1907);select (selectors.py:468) 20",
+        "not a sample line",
+    ]
+    stacks = parse(raw)
+    assert sum(n for _, n in stacks) == 100
+    shares = breakdown(stacks)
+    assert shares["table write (serialise, send_soon) [security]"] == 0.375  # 30 of 80 busy
+    assert shares["processor security (own code)"] == 0.125
+    assert shares["changelog buffer task (ProducerBuffer -> publish)"] == 0.25
+    assert shares["lane decode"] == 0.1875
+    assert shares["drain loop (messages, tracking)"] == 0.0625
+    assert shares[IDLE] == 0.2  # of all samples, and not in the busy shares
+    assert round(sum(v for k, v in shares.items() if k != IDLE), 6) == 1.0
+
+
+def test_profile_figures_are_cpu_us_per_event(tmp_path: Path) -> None:
+    from cxstream.bench.pipeline_profile import figures
+
+    path = tmp_path / "profile.txt"
+    path.write_text(
+        "a (processors/kpis/processor.py:1) 3\n"
+        "b (streams/batching.py:97);BatchDecoder.decode (streams/batching.py:97) 1\n"
+    )
+    out = figures(path, 200.0)
+    assert out["us_per_event.processor kpis (own code)"] == 150.0
+    assert out["us_per_event.lane decode"] == 50.0
+    assert out["us_per_event.total.kpis"] == 150.0
+    assert out["us_per_event.total.shared"] == 50.0
+    assert "share.lane decode" in figures(path, None)
+
+
+def test_profile_totals_charge_shared_calls_to_the_calling_processor() -> None:
+    from cxstream.bench.pipeline_profile import IDLE, by_processor
+
+    shares = {
+        "processor security (own code)": 0.1,
+        "table write (serialise, send_soon) [security]": 0.3,
+        "emit (encode, send) [kpis]": 0.2,
+        "lane decode": 0.15,
+        "commit (rest)": 0.25,
+        IDLE: 0.5,
+    }
+    assert by_processor(shares) == {"security": 0.4, "shared": 0.4, "kpis": 0.2}
+
+
+def test_produced_per_event_leaves_out_the_naive_worker() -> None:
+    from cxstream.bench.pipeline import produced_per_event
+
+    out = produced_per_event(
+        {"worker-sla-segments-changelog": 50, "alert": 10, "naive-naive_profiles-changelog": 900},
+        events=100,
+    )
+    assert out == {
+        "produced_per_event": 0.6,
+        "produced_per_event.worker-sla-segments-changelog": 0.5,
+        "produced_per_event.alert": 0.1,
+    }
+    assert produced_per_event({"alert": 1}, events=0) == {}
