@@ -414,9 +414,9 @@ class ProfileSettings(_Section):
     mirror_timeout_seconds: float = Field(default=1.0, gt=0)
     #: changed customers are coalesced and published (Redis + profile_snapshot) this often
     publish_interval_ms: int = Field(default=100, ge=1)
-    #: on erasure, send a null value for the customer on the compacted profile_snapshot topic
-    #: (off until the ClickHouse sink skips null values instead of dead-lettering them)
-    snapshot_tombstones: bool = False
+    #: on erasure, send a null value for the customer on the compacted profile_snapshot topic,
+    #: so compaction removes their earlier snapshots (the ClickHouse sink skips null values)
+    snapshot_tombstones: bool = True
     #: decoded profile states kept in memory per worker (~5.5 KB each, measured by `cxstream
     #: bench profiles`; the table stays the truth; 0 = off)
     cache_states: int = Field(default=50_000, ge=0)

@@ -9,6 +9,7 @@ the recomputation in ``tests/integration/test_profiles_worker.py``, which it was
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from processors.profiles.segment import segment
@@ -64,6 +65,7 @@ def _profile(
     online = offline = 0
     seen: int | None = None
     tx: dict[str, dict[str, Any]] = {}
+    per_currency: Counter[tuple[str, str]] = Counter()
     tx_count, tx_last = 0, None
     products: dict[str, tuple[int, int]] = {}
     feedback: dict[str, dict[str, Any]] = {}
@@ -97,6 +99,7 @@ def _profile(
             cat["sum_minor"][r["currency"]] = (
                 cat["sum_minor"].get(r["currency"], 0) + r["amount_minor"]
             )
+            per_currency[(r["category"], r["currency"])] += 1
             tx_count += 1
             tx_last = at if tx_last is None else max(tx_last, at)
         elif name == "product_holding_changed":
@@ -142,9 +145,10 @@ def _profile(
                 }
         elif name == "erasure_requested":
             erasure = at if erasure is None else min(erasure, at)
-    for cat in tx.values():
+    for category, cat in tx.items():
         for currency, total in cat["sum_minor"].items():
-            cat["avg_minor"][currency] = round(total / cat["count"], 2)
+            # an average per currency: amounts in two currencies do not add up
+            cat["avg_minor"][currency] = round(total / per_currency[(category, currency)], 2)
     open_at = [
         item["submitted"]
         for item in feedback.values()
