@@ -7,6 +7,7 @@ Read from the environment (prefix ``CX_``, nested sections with ``__``, for exam
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -467,6 +468,8 @@ class Settings(BaseSettings):
         env_prefix="CX_",
         env_nested_delimiter="__",
         env_file=".env",
+        #: CX_X__Y=null sets an optional field to None (e.g. no Redis socket timeout)
+        env_parse_none_str="null",
         extra="ignore",
         frozen=True,
     )
@@ -500,3 +503,28 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def section_environment(settings: Settings, section: str) -> dict[str, str]:
+    """``CX_<SECTION>__<FIELD>`` variables giving a child process this section as set here.
+
+    Benchmarks and the main job start workers with a clean ``CX_`` environment plus a few
+    overrides; without this, a Redis user, password or TLS file set in ``.env`` or by the
+    caller would be lost on the way to the child.
+    """
+    values: BaseModel = getattr(settings, section)
+    env: dict[str, str] = {}
+    for name in type(values).model_fields:
+        value = getattr(values, name)
+        if value is None:
+            text = "null"  # env_parse_none_str: None even where the default is not
+        elif isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | dict | tuple):
+            text = json.dumps(value)  # raises on nested models, whose secrets would be masked
+        else:
+            text = str(value)
+        env[f"CX_{section.upper()}__{name.upper()}"] = text
+    return env

@@ -76,7 +76,7 @@ from typing import Any
 
 from cxstream.bench.produce import sample_events
 from cxstream.errors import ServiceError
-from cxstream.settings import Settings
+from cxstream.settings import Settings, section_environment
 from streams.codec import build_codec
 from streams.producer import EventProducer
 from streams.topics import delete_topics, ensure_topics, platform_topics
@@ -100,7 +100,6 @@ def _server_env(settings: Settings, port: int) -> dict[str, str]:
     env.update(
         CX_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
         CX_KAFKA__TOPIC_PREFIX=settings.kafka.topic_prefix,
-        CX_REDIS__URL=settings.redis.url,
         CX_API__HOST=HOST,
         CX_API__PORT=str(port),
         CX_API__KEYS=json.dumps({"bench": KEY}),
@@ -110,6 +109,7 @@ def _server_env(settings: Settings, port: int) -> dict[str, str]:
         CX_API__WORKER_URL="",
         CX_LOG_LEVEL="WARNING",
     )
+    env.update(section_environment(settings, "redis"))
     return env
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from cxstream.demo.children import Child, OnCall, spawn, stop, tail
 from cxstream.errors import ServiceError
-from cxstream.settings import Settings
+from cxstream.settings import Settings, section_environment
 
 
 def free_port() -> int:
@@ -80,12 +80,12 @@ class Run:
                 "CX_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
                 "CX_KAFKA__TOPIC_PREFIX": self.prefix,
                 "CX_KAFKA__PARTITIONS": str(s.kafka.partitions),
-                "CX_REDIS__URL": s.redis.url,
                 "CX_CLICKHOUSE__HOST": str(s.clickhouse.host),
                 "CX_CLICKHOUSE__PORT": str(s.clickhouse.port),
                 "CX_WORKER__DATA_DIR": str(s.worker.data_dir),
                 "CX_WORKER__STORE": s.worker.store,
                 "CX_LOG_LEVEL": "WARNING",
+                **section_environment(s, "redis"),
             }
         )
         env.update(extra)

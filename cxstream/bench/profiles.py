@@ -44,7 +44,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError
 
 from cxstream.errors import ServiceError
-from cxstream.settings import Settings
+from cxstream.settings import Settings, section_environment
 from cxstream.simulate.config import DAY_MS, SimulationConfig
 from cxstream.simulate.traffic import generate
 from processors.profiles.engine import ProfileEngine, decode_state, encode_state
@@ -202,10 +202,10 @@ class _Worker:
                 "CX_WORKER__WEB_PORT": str(self.port),
                 "CX_WORKER__DATA_DIR": str(settings.worker.data_dir),
                 "CX_WORKER__STORE": settings.worker.store,
-                "CX_REDIS__URL": settings.redis.url,
                 "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
                 "CX_PROFILES__CACHE_STATES": str(settings.profiles.cache_states),
                 "CX_LOG_LEVEL": "WARNING",
+                **section_environment(settings, "redis"),
             }
         )
         self.log = Path(f"/tmp/bench-profiles-{run_id}.log")

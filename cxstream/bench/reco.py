@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cxstream.errors import ServiceError
-from cxstream.settings import Settings
+from cxstream.settings import Settings, section_environment
 from cxstream.simulate.config import SimulationConfig
 from cxstream.simulate.loop import ClosedLoop
 from online_models.reco.ips import wilson_interval
@@ -270,13 +270,13 @@ class _Worker:
             "CX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "CX_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
             "CX_KAFKA__PARTITIONS": str(kafka.partitions),
-            "CX_REDIS__URL": settings.redis.url,
             "CX_WORKER__APP_ID": worker.app_id,
             "CX_WORKER__WEB_PORT": str(worker.web_port),
             "CX_WORKER__DATA_DIR": str(worker.data_dir),
             "CX_WORKER__SESSION_TIMEOUT_SECONDS": str(session_timeout),
             "CX_RECO__CHECKPOINT_INTERVAL_SECONDS": "1",
             "CX_LOG_LEVEL": "WARNING",
+            **section_environment(settings, "redis"),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
