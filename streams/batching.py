@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import weakref
@@ -37,8 +38,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxstream.errors import DecodeError, ValidationError
+from cxstream.errors import CxStreamError, DecodeError, ValidationError
 from streams.codec import AvroCodec, DecodedEvent
+from streams.complete_flush import install_complete_flush
 from streams.dlq import DeadLetterQueue, SourceMessage
 
 log = logging.getLogger(__name__)
@@ -289,6 +291,32 @@ class MessageEvent:
         self.message = message
 
 
+class BatchAbandonedError(CxStreamError):
+    """Raised by a lane handler that gives up on its batch because a rebalance began.
+
+    The lane then neither runs the remaining handlers nor acks the batch: its messages are
+    fetched again from the committed offsets (by this worker or the partition's next owner) and
+    applied again, idempotently.
+    """
+
+
+#: whether the batch being handled still belongs to the consumer's current generation
+_batch_current: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "cx_batch_current", default=None
+)
+
+
+def batch_still_current() -> bool:
+    """``False`` once a rebalance began after the handled batch was fetched.
+
+    A handler that waits (for Redis, say) checks it and raises :class:`BatchAbandonedError`: a batch
+    that goes on past a revocation would be acked for partitions this worker no longer owns,
+    with table writes that the partition's recovery does not see (lost updates).
+    """
+    current = _batch_current.get()
+    return True if current is None else current()
+
+
 #: a processor's batch function; may be a coroutine function
 BatchHandler = Callable[[list[InputEvent]], Awaitable[None] | None]
 
@@ -327,25 +355,60 @@ class BatchLane:
         self.handlers.append(handler)
         self.decoder.expect = self.decoder.expect | frozenset(expect)
 
-    async def run(self, consumer: Any, messages: list[Any]) -> None:
-        good = await self.decoder.decode(messages)
-        if good:
-            for lane_handler in self.handlers:
-                events = good
-                if lane_handler.check is not None:
-                    events = await self.decoder.checked(good, lane_handler.check, lane_handler.step)
-                    if not events:
-                        continue
-                result = lane_handler.handler(events)
-                if result is not None:
-                    await result
-                lane_handler.applied += len(events)
+    async def run(
+        self, consumer: Any, messages: list[Any], current: Callable[[], bool] | None = None
+    ) -> bool:
+        """Apply ``messages`` and ack them; ``False`` if the batch was abandoned, unacked.
+
+        ``current`` tells whether the consumer's generation is still the one the messages were
+        fetched in; once it is not (a rebalance began while a handler waited), the remaining
+        handlers are skipped and nothing is acked (see :class:`BatchAbandonedError`).
+        """
+        token = _batch_current.set(current)
+        try:
+            good = await self.decoder.decode(messages)
+            if good:
+                for lane_handler in self.handlers:
+                    if current is not None and not current():
+                        return self._abandon(consumer, messages, "rebalance")
+                    events = good
+                    if lane_handler.check is not None:
+                        events = await self.decoder.checked(
+                            good, lane_handler.check, lane_handler.step
+                        )
+                        if not events:
+                            continue
+                    try:
+                        result = lane_handler.handler(events)
+                        if result is not None:
+                            await result
+                    except BatchAbandonedError as exc:
+                        return self._abandon(consumer, messages, str(exc))
+                    lane_handler.applied += len(events)
+        finally:
+            _batch_current.reset(token)
+        if current is not None and not current():
+            return self._abandon(consumer, messages, "rebalance")
         self.batches += 1
         # only now, after the effects and the dead letters, may the offsets move
         on_message_out = consumer.app.sensors.on_message_out
         for message in messages:
             if consumer.ack(message):
                 on_message_out(message.tp, message.offset, message)
+        return True
+
+    @staticmethod
+    def _abandon(consumer: Any, messages: list[Any], why: str) -> bool:
+        first = messages[0]
+        log.info(
+            "batch %s[%d]@%d..%d not acked (%s): fetched again after the rebalance",
+            first.topic, first.partition, first.offset, messages[-1].offset, why,
+        )  # fmt: skip
+        # not acked, yet no longer in flight: the revocation must not wait for them
+        unacked = consumer._unacked_messages
+        for message in messages:
+            unacked.discard(message)
+        return False
 
 
 #: attribute of the Faust app holding ``worker.fetch_max_wait_ms`` (set by ``create_app``)
@@ -360,6 +423,7 @@ def install_batch_lanes(app: Any) -> dict[str, BatchLane]:
     transport = _batching_transport_class()(app.conf.broker_consumer, app)
     app.transport = transport
     _tolerate_unknown_changelog_partitions()
+    install_complete_flush()
     lanes: dict[str, BatchLane] = transport.batch_lanes
     return lanes
 
@@ -425,12 +489,20 @@ def _batching_transport_class() -> type:
                         await self.perform_seek()
                         continue
                     generation_id = self.app.consumer_generation_id
+
+                    def current(generation: int = generation_id) -> bool:
+                        return self.flow_active and self.app.consumer_generation_id == generation
+
                     for tp, tp_records in records.items():
                         if not self.flow_active or (
                             self.app.consumer_generation_id != generation_id
                         ):
                             break  # rebalancing: Faust seeks back to committed offsets
                         if not (active is None or tp in active or tp in self._buffered_partitions):
+                            log.info(
+                                "%s[%d]: %d records fetched for an inactive partition dropped",
+                                tp.topic, tp.partition, len(tp_records),
+                            )  # fmt: skip
                             continue
                         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                         r_offset = read_offset[tp]
@@ -443,6 +515,12 @@ def _batching_transport_class() -> type:
                             continue
                         first = messages[0].offset
                         if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
+                            # offsets the broker did not return count as acked (Faust's rule
+                            # for compacted topics and transaction markers): make it visible
+                            log.info(
+                                "%s[%d]: offsets %d..%d not in the fetch, treated as acked",
+                                tp.topic, tp.partition, r_offset + 1, first - 1,
+                            )  # fmt: skip
                             await self._add_gap(tp, r_offset + 1, first)
                         if self._commit_every is not None and self._n_acked >= self._commit_every:
                             self._n_acked = 0
@@ -458,7 +536,8 @@ def _batching_transport_class() -> type:
                             unacked_add(message)
                             on_message_in(tp, message.offset, message)
                         read_offset[tp] = messages[-1].offset
-                        await lane.run(self, messages)
+                        if not await lane.run(self, messages, current):
+                            break  # the rebalance seeks back to the committed offsets
             except self.consumer_stopped_errors:
                 if self.transport.app.should_stop:
                     return

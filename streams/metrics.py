@@ -82,18 +82,21 @@ class WorkerMetrics:
 
     def _timed_run(
         self, topic: str, lane: BatchLane
-    ) -> Callable[[Any, list[Any]], Awaitable[None]]:
+    ) -> Callable[[Any, list[Any], Callable[[], bool] | None], Awaitable[bool]]:
         run = lane.run
         batch_seconds = self.batch_seconds.labels(topic)
         event_delay = self.event_delay.labels(topic)
 
-        async def timed(consumer: Any, messages: list[Any]) -> None:
+        async def timed(
+            consumer: Any, messages: list[Any], current: Callable[[], bool] | None = None
+        ) -> bool:
             started = time.perf_counter()
-            await run(consumer, messages)
+            done = await run(consumer, messages, current)
             batch_seconds.observe(time.perf_counter() - started)
             stamps = [m.timestamp for m in messages if m.timestamp]
             if stamps:
                 event_delay.observe(max(0.0, time.time() - min(stamps)))
+            return done
 
         return timed
 

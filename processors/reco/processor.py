@@ -50,7 +50,13 @@ from online_models.reco.evaluation import Prequential
 from online_models.reco.learner import Learner
 from online_models.reco.policy import BanditPolicy
 from processors.reco.gaps import read_range
-from streams.batching import InputEvent, acting_for, group_by_partition
+from streams.batching import (
+    BatchAbandonedError,
+    InputEvent,
+    acting_for,
+    batch_still_current,
+    group_by_partition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +209,12 @@ class RecoProcessor:
                     partition, exc, delay,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
+                if not batch_still_current():
+                    # a rebalance began: waiting on would hold up the revocation with this
+                    # batch unacked and its partition possibly someone else's already
+                    raise BatchAbandonedError(
+                        f"reco: partition {partition} checkpoint not loaded"
+                    ) from exc
                 delay = min(delay * 2, 10.0)
 
     def on_revoked(self, tps: Iterable[Any]) -> None:
