@@ -572,7 +572,12 @@ def _batching_transport_class() -> type:
                 if tp.topic not in changelogs and self._committed_offset.get(tp) is None
             ]
             if never:
-                await self._thread.seek_to_beginning(*never)
+                from aiokafka.structs import TopicPartition
+
+                # aiokafka checks for its own type; Faust's assignment gives Faust's TP tuples
+                await self._thread.seek_to_beginning(
+                    *(TopicPartition(tp.topic, tp.partition) for tp in never)
+                )
                 for tp in never:
                     self._read_offset[tp] = None
 
