@@ -15,7 +15,11 @@ Figures:
   profiles: values are JSON bytes (that is what the memory store and RocksDB hold), so
   ``memory_serialized_bytes_per_customer`` is the mean value size and
   ``memory_tracemalloc_bytes_per_customer`` the Python heap of a dict of 1M keys + values
-  (profiles folded from ``memory_history_days`` of simulated traffic, replicated to 1M keys).
+  (profiles folded from ``memory_history_days`` of simulated traffic, replicated to 1M keys);
+  ``memory_cache_bytes_per_state`` is the heap of one *decoded* state, what the engine's cache
+  (``profiles.cache_states`` of them at most, ``memory_cache_limit``) adds per cached customer;
+- ``load_average_*``: the machine's 1-minute load average before and after the throughput run
+  (other work on a shared machine slows the wall-clock figures; the per-CPU-second ones less).
 
 Options: ``events`` (200000), ``rate`` (10000), ``seconds`` (15), ``probe_every`` (20),
 ``customers`` (1000000), ``memory_sample`` (2000), ``memory_history_days`` (30).
@@ -43,7 +47,7 @@ from cxstream.errors import ServiceError
 from cxstream.settings import Settings, section_environment
 from cxstream.simulate.config import DAY_MS, SimulationConfig
 from cxstream.simulate.traffic import generate
-from processors.profiles.engine import ProfileEngine, encode_state
+from processors.profiles.engine import ProfileEngine, decode_state, encode_state
 from processors.profiles.fold import PROFILE_EVENTS
 from streams.batching import InputEvent
 from streams.codec import build_codec
@@ -76,6 +80,7 @@ def run(
         "store": scoped.worker.store,
         "dedupe_window_seconds": scoped.worker.dedupe_window_seconds,
         "publish_interval_ms": scoped.profiles.publish_interval_ms,
+        "cache_states": scoped.profiles.cache_states,
     }
     try:
         stream = _simulated(events)
@@ -83,7 +88,9 @@ def run(
         figures["raw_consume_decode_per_s"] = round(_raw_rate(scoped, len(stream)))
         worker = _Worker(scoped, run_id)
         try:
+            figures["load_average_before"] = os.getloadavg()[0]
             per_s, cpu_s, done = worker.rate(len(stream))
+            figures["load_average_after"] = os.getloadavg()[0]
             figures["worker_events_per_s"] = round(per_s)
             figures["worker_cpu_us_per_event"] = round(cpu_s / done * 1e6, 1)
             figures["worker_events_per_cpu_s"] = round(done / cpu_s)
@@ -97,6 +104,7 @@ def run(
     finally:
         delete_topics(scoped, [s.name for s in specs] + _own_topics(scoped))
     figures.update(_memory(customers, memory_sample, memory_history_days))
+    figures["memory_cache_limit"] = settings.profiles.cache_states
     figures["targets"] = "worker >= 30000 ev/s; p99 <= 250 ms; <= 2048 B/customer"
     return figures
 
@@ -195,6 +203,7 @@ class _Worker:
                 "CX_WORKER__DATA_DIR": str(settings.worker.data_dir),
                 "CX_WORKER__STORE": settings.worker.store,
                 "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
+                "CX_PROFILES__CACHE_STATES": str(settings.profiles.cache_states),
                 "CX_LOG_LEVEL": "WARNING",
                 **section_environment(settings, "redis"),
             }
@@ -256,10 +265,12 @@ def _compact_stats(stats: dict[str, Any] | None) -> str:
     if stats is None:
         return "unavailable"
     mirror = stats.get("mirror", {})
+    cache = stats.get("cache", {})
     return (
         f"events {stats['events']}, publications {stats['publications']}, flushes "
         f"{stats['flushes']}, redis full writes {mirror.get('full_writes')}, fields written "
-        f"{mirror.get('fields_written')}"
+        f"{mirror.get('fields_written')}, cache hits {cache.get('hits')} misses "
+        f"{cache.get('misses')}, changelog writes {stats.get('changelog', {}).get('sent')}"
     )
 
 
@@ -359,8 +370,13 @@ def _memory(customers: int, sample: int, history_days: float) -> dict[str, Any]:
         f"C{i:09d}".encode(): bytes(memoryview(values[i % len(values)])) for i in range(customers)
     }
     used = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
     del table
+    # the engine's cache holds decoded states: their heap, per state
+    base = tracemalloc.get_traced_memory()[0]
+    decoded = [decode_state(value) for value in values]
+    cached = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    del decoded
     return {
         "memory_customers": customers,
         "memory_history_days": history_days,
@@ -369,4 +385,5 @@ def _memory(customers: int, sample: int, history_days: float) -> dict[str, Any]:
         "memory_serialized_bytes_per_customer": round(serialized),
         "memory_serialized_max_bytes": max(map(len, values)),
         "memory_tracemalloc_bytes_per_customer": round(used / customers),
+        "memory_cache_bytes_per_state": round(cached / len(values)),
     }

@@ -3,7 +3,8 @@
 Modules: :mod:`~processors.profiles.fold` (pure state and folds), :mod:`~.engine` (a batch,
 replays, duplicates, stitching), :mod:`~.view` and :mod:`~.segment` (the public shape),
 :mod:`~.mirror` (Redis, and ``read_profile`` for the HTTP API), :mod:`~.stitching` (internal
-topics), :mod:`~.processor` (Faust tables, lanes, web view). ``register`` is the entry point
+topics), :mod:`~.changelog` (table changelog writes through librdkafka), :mod:`~.processor`
+(Faust tables, lanes, web view). ``register`` is the entry point
 of ``cxstream worker --processor profiles``.
 """
 

@@ -27,14 +27,21 @@ Idempotence, per event:
 
 ``BatchResult.base`` holds each loaded customer's version before the batch: the Redis mirror
 writes only changed attributes on top of a hash written from exactly that version.
+
+Decoded states are cached (:class:`StateCache`, bounded): decoding a customer's JSON for every
+batch was a fifth of the engine's cost. The cache only ever holds what the store holds (the
+processor writes every changed state back in the same step, and clears the cache on any
+rebalance or failure), so the store stays the truth and an evicted entry is just re-read.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from processors.profiles import stitching
 from processors.profiles.fold import (
@@ -51,8 +58,8 @@ from processors.profiles.fold import (
 )
 from streams.batching import InputEvent
 
-_loads = json.loads
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = orjson.loads
+_dumps = orjson.dumps
 #: dedupe slots: one per (topic, partition); partitions per topic stay below this
 SLOT_SPAN = 1 << 16
 _SLOT_BASE = {name: (i + 1) * SLOT_SPAN for i, name in enumerate(TOPIC_CODES)}
@@ -74,11 +81,56 @@ def dedupe_slot(name: str, partition: int) -> int:
 
 
 def encode_state(state: Profile) -> bytes:
-    return _dumps(state).encode()
+    """Compact JSON (orjson: ~5x cheaper than the standard library's encoder here)."""
+    return _dumps(state)
 
 
 def decode_state(raw: bytes | None) -> Profile:
-    return {} if not raw else _loads(raw)
+    if not raw:
+        return {}
+    state: Profile = _loads(raw)
+    return state
+
+
+class StateCache:
+    """Decoded states by key, at most ``limit`` of them (oldest-inserted evicted first).
+
+    Entries are the very objects the engine folds into, so callers must write every changed
+    state back to the store (or :meth:`clear` the cache) before the store is read again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: dict[str, Profile] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def load(self, store: Store, key: str) -> Profile:
+        entries = self.entries
+        state = entries.get(key)
+        if state is not None:
+            self.hits += 1
+            return state
+        self.misses += 1
+        state = decode_state(store.get(key.encode()))
+        if self.limit > 0:
+            entries[key] = state
+        return state
+
+    def trim(self) -> None:
+        """Evict the oldest entries beyond the limit (after a batch: none is in use then)."""
+        entries = self.entries
+        excess = len(entries) - self.limit
+        if excess > 0:
+            for key in list(itertools.islice(entries, excess)):
+                del entries[key]
+
+    def drop(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.entries.pop(key, None)
+
+    def clear(self) -> None:
+        self.entries.clear()
 
 
 @dataclass
@@ -108,32 +160,46 @@ class BatchResult:
 class ProfileEngine:
     """Folds batches into profile states (see the module doc for idempotence)."""
 
-    def __init__(self, profiles: Store, anonymous: Store, seen: Dedupe) -> None:
+    def __init__(
+        self, profiles: Store, anonymous: Store, seen: Dedupe, *, cache_size: int = 0
+    ) -> None:
         self.profiles = profiles
         self.anonymous = anonymous
         self.seen = seen
+        #: decoded customer and anonymous states (0: no cache, every batch decodes)
+        self.cache = StateCache(cache_size)
+        self.anonymous_cache = StateCache(cache_size)
+
+    def clear_cache(self) -> None:
+        """Forget decoded states (a rebalance or a failed batch: the store is the truth)."""
+        self.cache.clear()
+        self.anonymous_cache.clear()
 
     def apply(self, name: str, batch: Sequence[InputEvent]) -> BatchResult:
         """Fold ``batch`` (events of one partition of ``name``'s topic)."""
         if name == stitching.LINKS:
-            return self._links(batch)
-        if name == stitching.MERGES:
-            return self._merges(batch)
-        if name not in FOLDS:
+            result = self._links(batch)
+        elif name == stitching.MERGES:
+            result = self._merges(batch)
+        elif name in FOLDS:
+            result = self._events(name, batch)
+        else:
             raise ValueError(f"profiles: no fold for event type {name!r}; known: {PROFILE_EVENTS}")
-        return self._events(name, batch)
+        self.cache.trim()
+        self.anonymous_cache.trim()
+        return result
 
     def _profile(self, cache: dict[str, Profile], cid: str, result: BatchResult) -> Profile:
         state = cache.get(cid)
         if state is None:
-            state = cache[cid] = decode_state(self.profiles.get(cid.encode()))
+            state = cache[cid] = self.cache.load(self.profiles, cid)
             result.base[cid] = state.get("v", 0)
         return state
 
     def _anon(self, cache: dict[str, Profile], aid: str) -> Profile:
         state = cache.get(aid)
         if state is None:
-            state = cache[aid] = decode_state(self.anonymous.get(aid.encode()))
+            state = cache[aid] = self.anonymous_cache.load(self.anonymous, aid)
         return state
 
     def _events(self, name: str, batch: Sequence[InputEvent]) -> BatchResult:

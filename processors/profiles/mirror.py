@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import itertools
 import json
 import logging
 import time
@@ -40,14 +40,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import hiredis
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from cxstream.redis_connection import async_redis
 from cxstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: compact JSON as bytes (orjson; what hiredis packs without another encode)
+_dumpb = orjson.dumps
 #: (customer id, view or None to delete, version, attributes to write or None for all, base
 #: version: the version of the state the other attributes were last written from)
 Entry = tuple[str, dict[str, Any] | None, int, frozenset[str] | None, int]
@@ -59,35 +62,22 @@ def profile_key(settings: Settings, customer_id: str) -> str:
     return f"{settings.kafka.topic_prefix}:profile:{customer_id}"
 
 
-@functools.cache
-def _empty_encodings() -> dict[str, tuple[Any, str]]:
-    """Attribute -> (value, JSON) in the view of a profile without data (most attributes of
-    most profiles: comparing is much cheaper than encoding)."""
-    from processors.profiles.view import profile_view
-
-    return {
-        name: (value, _dumps(value))
-        for name, value in profile_view("", {}).items()
-        if isinstance(value, dict | list)
-    }
+def _field_values(
+    view: Mapping[str, Any], names: Iterable[str], version: int, updated_at: int
+) -> dict[str, bytes]:
+    """Hash fields ``names`` of a view as JSON bytes, plus version and updated_at."""
+    fields = {name: _dumpb(view[name]) for name in names}
+    fields["version"] = b"%d" % version
+    fields["updated_at"] = b"%d" % updated_at
+    return fields
 
 
 def encode_fields(view: Mapping[str, Any], version: int, updated_at: int) -> dict[str, str]:
     """The hash fields of a view: JSON per attribute, plus version and updated_at."""
-    fields: dict[str, str] = {}
-    empty = _empty_encodings()
-    for name, value in view.items():
-        kind = type(value)
-        if kind is int:
-            fields[name] = str(value)
-        elif value is None:
-            fields[name] = "null"
-        else:
-            known = empty.get(name)
-            fields[name] = known[1] if known is not None and known[0] == value else _dumps(value)
-    fields["version"] = str(version)
-    fields["updated_at"] = str(updated_at)
-    return fields
+    return {
+        name: value.decode()
+        for name, value in _field_values(view, view, version, updated_at).items()
+    }
 
 
 def decode_fields(raw: Mapping[Any, Any]) -> dict[str, Any] | None:
@@ -115,17 +105,10 @@ async def read_profile(
 
 
 def redis_for(settings: Settings) -> Redis:
-    """An asyncio client from ``settings.redis`` with short timeouts (a slow Redis is down)."""
-    redis = settings.redis
+    """An asyncio client from ``settings.redis`` (URL, ACL user, TLS: the platform's one
+    mapping in :mod:`cxstream.redis_connection`) with short timeouts (a slow Redis is down)."""
     timeout = settings.profiles.mirror_timeout_seconds
-    kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if redis.username:
-        kwargs["username"] = redis.username
-    if redis.password is not None:
-        kwargs["password"] = redis.password.get_secret_value()
-    if redis.ssl_cafile is not None:
-        kwargs["ssl_ca_certs"] = str(redis.ssl_cafile)
-    return Redis.from_url(redis.url, **kwargs)
+    return async_redis(settings, timeout=timeout, connect_timeout=timeout)
 
 
 #: one chunk's writes: KEYS = profile keys; ARGV = ttl, then per key: mode ("f" full write,
@@ -170,19 +153,10 @@ def encode_some(
     view: Mapping[str, Any], names: Iterable[str], version: int, updated_at: int
 ) -> dict[str, str]:
     """The hash fields ``names`` of a view (as :func:`encode_fields` encodes them)."""
-    fields: dict[str, str] = {}
-    for name in names:
-        value = view[name]
-        kind = type(value)
-        if kind is int:
-            fields[name] = str(value)
-        elif value is None:
-            fields[name] = "null"
-        else:
-            fields[name] = _dumps(value)
-    fields["version"] = str(version)
-    fields["updated_at"] = str(updated_at)
-    return fields
+    return {
+        name: value.decode()
+        for name, value in _field_values(view, names, version, updated_at).items()
+    }
 
 
 class RedisMirror:
@@ -254,27 +228,27 @@ class RedisMirror:
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start : start + CHUNK]
             keys: list[str] = []
-            argv: list[str] = [ttl]
+            argv: list[str | bytes] = [ttl]
             append = argv.append
+            extend = argv.extend
             fields_written = 0
             for customer_id, view, version, names, base in chunk:
                 keys.append(profile_key(settings, customer_id))
                 if view is None:
-                    argv += ("d", "0", "", "0")
+                    extend(("d", "0", "", "0"))
                     continue
                 if names is None or base == 0:  # base 0: Redis cannot hold it yet
-                    fields = encode_fields(view, version, now)
+                    fields = _field_values(view, view, version, now)
                     append("f")
                     self.full_writes += 1
                 else:
-                    fields = encode_some(view, names, version, now)
+                    fields = _field_values(view, names, version, now)
                     append("p")
                 append(str(version))
                 append(str(base))
                 append(str(len(fields)))
-                for name, value in fields.items():
-                    append(name)
-                    append(value)
+                for item in fields.items():
+                    extend(item)
                 fields_written += len(fields)
             missing = await self._run(keys, argv)
             self.fields_written += fields_written
@@ -288,7 +262,7 @@ class RedisMirror:
                 else:
                     self.written += 1
 
-    async def _run(self, keys: list[str], argv: list[str]) -> list[int]:
+    async def _run(self, keys: list[str], argv: list[str | bytes]) -> list[int]:
         """One script call (loading the script when Redis does not know it)."""
         for attempt in (1, 2):
             if self._sha is None:
@@ -340,6 +314,11 @@ class RedisMirror:
             await asyncio.sleep(self.retry_seconds)
             try:
                 await self.redis.ping()
+                # publications write directly again while the dirty ones are caught up: under
+                # a steady stream the dirty set otherwise refilled as fast as it was written
+                # (seen under load: Redis never declared back). Safe: a partial write on a
+                # stale hash becomes a full write, and no write replaces a newer version.
+                self.healthy = True
                 if self.overflow:
                     self.overflow = False
                     self.dirty.clear()
@@ -347,17 +326,19 @@ class RedisMirror:
                 else:
                     await self.flush_dirty()
             except (TimeoutError, RedisError, OSError) as exc:
+                self.healthy = False
                 self.failures += 1
                 log.debug("profiles mirror: Redis still down: %r", exc)
                 continue
-            self.healthy = True
+            if not self.healthy or self.dirty or self.overflow:
+                continue  # a publication failed meanwhile: keep recovering
             log.warning("profiles mirror: Redis is back; dirty profiles written")
             return
 
     async def flush_dirty(self, chunk: int = 1000) -> None:
         """Write every dirty profile (read from the table now); they stay dirty on failure."""
         while self.dirty:
-            ids = list(self.dirty)[:chunk]
+            ids = list(itertools.islice(self.dirty, chunk))
             await self._write_ids(ids)
             for customer_id in ids:
                 self.dirty.pop(customer_id, None)

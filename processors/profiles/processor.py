@@ -14,9 +14,12 @@ Every write happens under :func:`streams.batching.acting_for` the batch's last m
 key's changelog partition is its source partition (customers' events, merges and security
 flags are all keyed by customer id; anonymous activity and links by anonymous id).
 
-Per batch (one partition of one topic): fold (:class:`ProfileEngine`), erasures' effects (see
-below), one table write per changed customer and one pending block, links and merges to the
-internal topics; the changed customers join the waiting publications. Every
+Per batch (one partition of one topic): fold (:class:`ProfileEngine`, on its cache of decoded
+states), erasures' effects (see below), one table write per changed customer (into the store,
+and to the changelog through librdkafka, acknowledged before any offset commit:
+:mod:`processors.profiles.changelog`) and one pending block, links and merges to the internal
+topics; the changed customers join the waiting publications. The fold and the writes run under
+the publication lock, so a publication never sees a cached state between them. Every
 ``settings.profiles.publish_interval_ms`` (a timer, or the next batch handler when the timer is
 late) the waiting customers are published once each: a partial Redis write of the attributes
 their events could change (:mod:`processors.profiles.mirror`) and a ``profile_snapshot``
@@ -52,6 +55,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from cxstream.errors import ServiceError
 from processors.profiles import stitching
+from processors.profiles.changelog import ChangelogWriter, Sends
 from processors.profiles.engine import (
     BatchResult,
     ProfileEngine,
@@ -92,6 +96,7 @@ class ProfilesProcessor:
         mirror: RedisMirror,
         publications: Publications,
         snapshots: EventProducer,
+        changelog: ChangelogWriter,
     ) -> None:
         self.app = app
         self.context = context
@@ -101,7 +106,12 @@ class ProfilesProcessor:
         self.mirror = mirror
         self.publications = publications
         self.snapshots = snapshots
-        self.engine = ProfileEngine(profiles, anonymous, seen)
+        self.changelog = changelog
+        self.profiles_changelog = profiles.changelog_topic.get_topic_name()
+        self.anonymous_changelog = anonymous.changelog_topic.get_topic_name()
+        self.engine = ProfileEngine(
+            profiles, anonymous, seen, cache_size=context.settings.profiles.cache_states
+        )
         #: delivery futures of link/merge sends not yet acknowledged (checked at each batch)
         self._inflight: list[Any] = []
         settings = context.settings
@@ -131,6 +141,24 @@ class ProfilesProcessor:
         return handle
 
     async def apply(self, name: str, batch: list[InputEvent]) -> None:
+        # under the publication lock: a flush must not publish the engine's cached states
+        # between their fold and this batch's publication entry (names and base versions)
+        changelog = self.changelog
+        sends = (
+            Sends(self.profiles_changelog, changelog),
+            Sends(self.anonymous_changelog, changelog),
+        )
+        try:
+            changelog.raise_failed()  # an earlier batch's write failed: stop before more
+            async with self.publications.lock:
+                await self._apply(name, batch, sends)
+        except BaseException:
+            self.engine.clear_cache()  # cached states may be ahead of the table now
+            raise
+        if self.publications.due():
+            await self.flush()
+
+    async def _apply(self, name: str, batch: list[InputEvent], sends: tuple[Sends, Sends]) -> None:
         result = self.engine.apply(name, batch)
         last = batch[-1]
         if name not in (stitching.LINKS, stitching.MERGES):
@@ -139,11 +167,22 @@ class ProfilesProcessor:
         if result.erased:
             await self._erase(result)
         if result.changed or result.anonymous:
+            # into the stores, and to the changelogs by our own producer (changelog.py)
+            partition = last.partition
             with acting_for(last.message):
-                for cid, state in result.changed.items():
-                    self.profiles[cid.encode()] = encode_state(state)
-                for aid, state in result.anonymous.items():
-                    self.anonymous[aid.encode()] = encode_state(state)
+                for states, table, sent in (
+                    (result.changed, self.profiles, sends[0]),
+                    (result.anonymous, self.anonymous, sends[1]),
+                ):
+                    if not states:
+                        continue
+                    store = table.data
+                    items = []
+                    for key, state in states.items():
+                        raw_key, value = key.encode(), encode_state(state)
+                        store[raw_key] = value
+                        items.append((raw_key, value))
+                    self.changelog.send(sent, partition, items)
         self._raise_failed_sends()
         self.publications.settle()
         self._inflight.extend(await self._send_stitching(result))
@@ -157,8 +196,6 @@ class ProfilesProcessor:
         self.publications.add(last.partition, last.message, block, changes, result.base)
         self._count(result)
         self.counts["events"] += len(batch)
-        if self.publications.due() and not self.publications.lock.locked():
-            await self.flush()
 
     async def flush(self) -> None:
         """Publish every waiting customer once (Redis, then snapshots; module doc)."""
@@ -211,26 +248,26 @@ class ProfilesProcessor:
         return snapshots.delivered >= watermark
 
     async def _erase(self, result: BatchResult) -> None:
-        """The effects of the batch's erasures, done (and acknowledged) before the markers."""
+        """The effects of the batch's erasures, done (and acknowledged) before the markers.
+
+        Runs under the publication lock (:meth:`apply`): no waiting publication overtakes it.
+        """
         erased = result.erased
         send = self.app.producer.send
         futures: list[Awaitable[Any]] = []
-        async with self.publications.lock:
-            self.publications.discard(erased)
-            # Redis down: the ids stay dirty; the retry finds no profile and deletes the hash
-            await self.mirror.delete(erased)
-            for cid, (at, linked) in erased.items():
-                if self.tombstones:
-                    futures.append(
-                        await send(self.snapshot_topic, cid.encode(), None, None, None, None)
-                    )
-                for aid in linked:
-                    value = stitching.link_message(aid, cid, at, erase=True)
-                    futures.append(
-                        await send(self.links_topic, aid.encode(), value, None, None, None)
-                    )
-            if futures:
-                await asyncio.gather(*futures)
+        self.publications.discard(erased)
+        # Redis down: the ids stay dirty; the retry finds no profile and deletes the hash
+        await self.mirror.delete(erased)
+        for cid, (at, linked) in erased.items():
+            if self.tombstones:
+                futures.append(
+                    await send(self.snapshot_topic, cid.encode(), None, None, None, None)
+                )
+            for aid in linked:
+                value = stitching.link_message(aid, cid, at, erase=True)
+                futures.append(await send(self.links_topic, aid.encode(), value, None, None, None))
+        if futures:
+            await asyncio.gather(*futures)
         self.counts["erased"] += len(erased)
 
     def _raise_failed_sends(self) -> None:
@@ -291,7 +328,13 @@ class ProfilesProcessor:
             **self.counts,
             "customers": len(self.profiles),
             "waiting": len(self.publications.pending),
+            "cache": {
+                "states": len(self.engine.cache.entries),
+                "hits": self.engine.cache.hits,
+                "misses": self.engine.cache.misses,
+            },
             "mirror": self.mirror.stats(),
+            "changelog": self.changelog.stats(),
         }
 
 
@@ -359,17 +402,27 @@ def register(app: faust.App, context: AppContext) -> None:
     # of Faust's aiokafka producer, and their durability is the pending blocks' (publisher)
     snapshots = EventProducer(settings, context.codec)
     seen = SeenEvents(seen_table, window_ms)
+    changelog = ChangelogWriter(settings)
+    # the changelog writes are durable before any offset commit, like Faust's own (changelog.py)
+    changelog.hook_into(app.producer)
     processor = ProfilesProcessor(
-        app, context, profiles, anonymous, seen, mirror, publications, snapshots
+        app, context, profiles, anonymous, seen, mirror, publications, snapshots, changelog
     )
     mirror.set_id_source(processor.customer_ids)
+
+    async def forget_cached() -> None:
+        processor.engine.clear_cache()  # recovered tables may differ from what was cached
+
+    profiles.on_recover(forget_cached)
+    anonymous.on_recover(forget_cached)
     for name in PROFILE_EVENTS:
         context.batch_agent(name, processor.handler(name), step=STEP)
     _json_lane(context, stitching.LINKS, processor.handler(stitching.LINKS))
     _json_lane(context, stitching.MERGES, processor.handler(stitching.MERGES))
     context.stats[NAME] = processor.stats
 
-    @app.timer(interval_ms / 1000)
+    # ticks at a quarter of the interval: a change waits interval..1.25x interval, not up to 2x
+    @app.timer(interval_ms / 4000)
     async def publish_waiting() -> None:
         if processor.publications.due():
             await processor.flush()
@@ -378,12 +431,15 @@ def register(app: faust.App, context: AppContext) -> None:
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         # revoked partitions' waiting publications are the new owner's (their blocks)
         publications.revoked({tp.partition for tp in revoked})
+        processor.engine.clear_cache()  # the new owner may change what is cached here
+        changelog.flush()  # the new owner recovers every state written here
 
     async def on_shutdown(sender: Any, **_: Any) -> None:
         # a clean stop publishes what waits (a crash leaves it to the pending blocks)
         try:
             await processor.flush()
             snapshots.flush(10)
+            changelog.flush(10)
             processor.publications.settle()
         except Exception as exc:  # the pending blocks still cover it
             log.warning("profiles: publishing at shutdown failed: %r", exc)

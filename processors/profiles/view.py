@@ -89,11 +89,15 @@ def snapshot_id(customer_id: str, version: int) -> str:
 
 
 def _channels(p: Profile) -> tuple[dict[str, list[int]], list[int], int | None]:
-    """Channel counts, requests and last seen of the customer plus linked anonymous ids."""
+    """Channel counts, requests and last seen of the customer plus linked anonymous ids
+    (read-only: without linked ids they are the state's own containers, not copies)."""
+    linked = p.get("a")
+    if not linked:
+        return p.get("c") or {}, p.get("ir") or [0, 0], p.get("ls")
     channels = {name: list(entry) for name, entry in (p.get("c") or {}).items()}
     requests = list(p.get("ir") or (0, 0))
     seen = p.get("ls")
-    for _, activity in (p.get("a") or {}).values():
+    for _, activity in linked.values():
         if not activity:
             continue
         for name, (count, last) in (activity.get("c") or {}).items():
