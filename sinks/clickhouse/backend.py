@@ -162,7 +162,7 @@ class ServerBackend:
         from clickhouse_driver import Client
 
         ch = self._settings
-        return Client(
+        client = Client(
             host=ch.host,
             port=ch.port,
             user=ch.user,
@@ -177,6 +177,11 @@ class ServerBackend:
             client_name="cxstream",
             settings={"strings_encoding": "utf-8"},
         )
+        if ch.fast_insert_writer:
+            from sinks.clickhouse.native import install
+
+            install(client)  # whole-column packing of DateTime, Nullable, repeated strings
+        return client
 
     @property
     def client(self) -> Any:

@@ -31,19 +31,21 @@ producer re-sent under a new offset (the count rollups cannot see those; see the
 ClickHouse's own insert deduplication is not used: on 18.16 it needs Replicated tables, and an
 ``ALTER ... DELETE`` does not clear its checksums (BRIEF §4).
 
-No loss, bounded memory. While ClickHouse is unreachable the sink keeps the batch in the worker
-and the one built meanwhile (nothing more), pauses every assigned partition
+No loss, bounded memory. While ClickHouse is unreachable the sink keeps the batches in the
+workers and the one built meanwhile (nothing more), pauses every assigned partition
 (``consumer.pause``) so nothing more is fetched, retries with exponential backoff
 (``sink_retry_initial_seconds`` doubling up to ``sink_retry_max_seconds``) while still polling
 so it stays in the group, and resumes by itself once the batch is in.
 Partitions revoked meanwhile are dropped from the batch, uncommitted, for their new owner.
 
 Threads: the thread calling :meth:`ClickHouseSink.run` consumes, decodes and builds the next
-batch while one worker thread inserts the previous one, so ClickHouse's processing (materialized
-views included) overlaps with consumption; offsets are still committed in order, by the
-consuming thread, once the worker reports its batch delivered. A rebalance waits for the batch
-in the worker (and commits it while the partitions are still ours) before the new owner reads
-the fence.
+batch while ``clickhouse.insert_connections`` worker threads (each with its own connection)
+insert the previous ones, so ClickHouse's processing (materialized views included) overlaps
+with consumption and with the client-side packing of another batch; offsets are still
+committed in batch order, by the consuming thread: a batch is committed only after it and
+every earlier batch were delivered, and after a batch is given up no later one is committed.
+A rebalance waits for the batches in the workers (and commits them while the partitions are
+still ours) before the new owner reads the fence.
 
 Defaults (``cxstream bench sink --opt sweep=true``, 2 cores, Kafka 4.1, ClickHouse 18.16):
 ``sink_batch_max_rows=20000`` (2000: 25k events/s, 5000: 46k, 20000: 55k, 50000: 54k) and
@@ -79,6 +81,7 @@ import socket
 import threading
 import time
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -338,16 +341,23 @@ class _Inflight:
     insert_ms: float = 0.0
     #: an unexpected failure: the sink stops rather than commit past this batch
     error: BaseException | None = None
+    #: an earlier batch was given up: this one is never committed (its rows are in ClickHouse
+    #: and fenced, so the replay from the older committed offset skips them)
+    no_commit: bool = False
 
 
 class ClickHouseSink:
     """Consumes the event topics into ClickHouse; the module docstring states the guarantees.
 
-    Two threads: the caller of :meth:`run` consumes, decodes and builds the next batch while a
-    worker thread inserts the previous one (so ClickHouse's own processing overlaps with
-    consumption), delivers its dead letters and records its telemetry; offsets are committed
-    by the consuming thread once the worker reports the batch delivered. At most one batch is in
-    the worker and one is being built.
+    Threads: the caller of :meth:`run` consumes, decodes and builds the next batch while
+    ``clickhouse.insert_connections`` worker threads, each with its own connection, insert the
+    previous ones (so one batch's client-side packing overlaps the server's work on another,
+    and both overlap consumption), deliver their dead letters and record their telemetry.
+    Offsets are committed by the consuming thread, in batch order: a batch is committed only
+    once it and every batch handed off before it were delivered, so a batch still retrying on
+    one connection holds back the commits of later batches that landed on another (and a
+    batch given up means no later batch of that run is committed). At most
+    ``insert_connections`` batches are uncommitted in the workers and one is being built.
     """
 
     def __init__(
@@ -360,11 +370,19 @@ class ClickHouseSink:
         rows: RowBuilder | None = None,
         consumer_config: dict[str, Any] | None = None,
         blocklist_loader: Callable[[], BlockList] | None = None,
+        backend_factory: Callable[[], ClickHouseBackend] | None = None,
     ) -> None:
         self.settings = settings
         self.ch = settings.clickhouse
-        #: used by the insert worker only (a connection is not shared between threads)
-        self.backend = backend
+        #: the first insert worker's connection (and the caller's before ``run``); a connection
+        #: is never shared between threads: every further worker opens its own
+        self._backend = backend
+        self._local = threading.local()
+        if backend_factory is None and backend.kind == "server":
+            backend_factory = lambda: make_backend(settings)  # noqa: E731
+        #: embedded chdb is one store per process: one insert connection
+        self.insert_connections = self.ch.insert_connections if backend_factory else 1
+        self._backend_factory = backend_factory
         self.codec = codec or AvroCodec(
             EmbeddedRegistry(), max_event_bytes=settings.max_event_bytes
         )
@@ -387,27 +405,38 @@ class ClickHouseSink:
         self._held: list[Message] = []
         self._building = _Batch()
         self._ready: _Batch | None = None
-        self._inflight: _Inflight | None = None
-        self._queue: queue.Queue[_Inflight | None] = queue.Queue(maxsize=1)
+        #: batches handed to the workers and not yet committed, in hand-off order
+        self._inflights: deque[_Inflight] = deque()
+        #: a batch was given up since the last assignment (while stopping: hand off no more)
+        self._given_up = False
+        self._queue: queue.Queue[_Inflight | None] = queue.Queue()
         self._paused = False
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._dlq_errors: list[str] = []
+        #: one block-list refresh at a time (workers refresh from their own connections)
+        self._refresh_lock = threading.Lock()
+        #: one batch's dead letters at a time: its flush then serves all of its delivery reports
+        self._dlq_lock = threading.Lock()
         #: (version, list): swapped as one value by the insert thread, read by the consumer's
         self._blocklist: tuple[int, BlockList] = (0, BlockList(settings))
         self._blocklist_loaded_at: float | None = None
         self._load_blocklist = blocklist_loader or self._default_blocklist_loader()
 
     @property
+    def backend(self) -> ClickHouseBackend:
+        """The connection of the calling insert worker (the first one outside the workers)."""
+        mine: ClickHouseBackend | None = getattr(self._local, "backend", None)
+        return mine if mine is not None else self._backend
+
+    @property
     def buffered(self) -> int:
-        """Messages the sink holds outside Kafka (bounded: about two batches)."""
-        inflight = self._inflight
+        """Messages the sink holds outside Kafka (bounded: ``insert_connections`` + 2 batches)."""
         ready = self._ready
         return (
             len(self._building)
             + len(self._held)
             + (len(ready) if ready is not None else 0)
-            + (len(inflight.batch) if inflight is not None else 0)
+            + sum(len(inflight.batch) for inflight in list(self._inflights))
         )
 
     @property
@@ -442,6 +471,7 @@ class ClickHouseSink:
             self._fenced -= keys
         self._assigned |= keys
         self._revoked -= keys
+        self._given_up = False  # positions restart from the committed offsets
         if self._paused:  # still in an outage: fetch nothing new for these either
             consumer.assign(partitions)
             consumer.pause(partitions)
@@ -449,16 +479,17 @@ class ClickHouseSink:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        # the batch in the worker may hold rows of these partitions: let it finish (and commit
-        # it while they are still ours) or, if it is stuck retrying, abandon it, before the new
-        # owner reads the fence
-        inflight = self._inflight
-        if inflight is not None:
+        # the batches in the workers may hold rows of these partitions: let them finish (and
+        # commit them while they are still ours) or, if stuck retrying, abandon them, before
+        # the new owner reads the fence
+        inflights = list(self._inflights)
+        for inflight in inflights:
             if inflight.retrying:
                 inflight.abandon = True
                 inflight.wake.set()
+        for inflight in inflights:
             inflight.done.wait()
-            self._finish(inflight)
+        self._finish_delivered()
         if self._commit_due:  # while the partitions are still ours
             self._commit_offsets({})
         self._assigned -= keys
@@ -497,6 +528,10 @@ class ClickHouseSink:
         Called by the insert thread (or before it starts): the ClickHouse source uses its
         connection. Raises :class:`ServiceError` when the source cannot be read.
         """
+        with self._refresh_lock:
+            return self._refresh_blocklist(force)
+
+    def _refresh_blocklist(self, force: bool) -> bool:
         now = time.monotonic()
         loaded_at = self._blocklist_loaded_at
         if (
@@ -556,7 +591,8 @@ class ClickHouseSink:
                 figures = batch.topic(topics[i])
                 figures.erased += 1
                 figures.rows -= 1
-            self.stats.erased += len(dropped)
+            with self._lock:
+                self.stats.erased += len(dropped)
             gone = set(dropped)
             batch.tables[name] = table.subset(i for i in range(len(table)) if i not in gone)
 
@@ -571,8 +607,14 @@ class ClickHouseSink:
             confluent_config(self.settings, **{"enable.idempotence": True, "acks": "all"}),
             logger=log,
         )
-        worker = threading.Thread(target=self._work, name="clickhouse-sink-insert", daemon=True)
-        worker.start()
+        workers = [
+            threading.Thread(
+                target=self._work, args=(i,), name=f"clickhouse-sink-insert-{i}", daemon=True
+            )
+            for i in range(self.insert_connections)
+        ]
+        for worker in workers:
+            worker.start()
         consumer.subscribe(
             self.topics,
             on_assign=self._on_assign,
@@ -582,13 +624,17 @@ class ClickHouseSink:
         max_rows, max_wait = self.ch.sink_batch_max_rows, self.ch.sink_batch_max_seconds
         try:
             while not stop_event.is_set():
-                inflight = self._inflight
-                if inflight is not None and inflight.done.is_set():
-                    # commit a delivered batch now, not when the next one is handed off:
+                if self._inflights and self._inflights[0].done.is_set():
+                    # commit delivered batches now, not when the next one is handed off:
                     # an idle stream must not leave its last batch uncommitted
-                    self._finish(inflight)
+                    self._finish_delivered()
                 elif self._commit_due and time.monotonic() >= self._commit_retry_at:
                     self._commit_offsets({})
+                if any(inflight.retrying for inflight in list(self._inflights)):
+                    # ClickHouse is failing: fetch nothing more (paused) until what the
+                    # workers hold is in; the batch being built waits in memory
+                    self._await_inflight(stop_event, slots=0)
+                    continue
                 batch = self._building
                 if self._held:
                     batch.add(self._held)
@@ -612,12 +658,14 @@ class ClickHouseSink:
             self._held = []
             if batch:
                 self._handoff(batch, stop_event)
-            self._await_inflight(stop_event)
+            self._await_inflight(stop_event, slots=0)
             if self._commit_due:
                 self._commit_offsets({})
         finally:
-            self._queue.put(None)
-            worker.join(self.ch.query_timeout_seconds + 10)
+            for _ in workers:
+                self._queue.put(None)
+            for worker in workers:
+                worker.join(self.ch.query_timeout_seconds + 10)
             self._building = _Batch()
             self._producer.flush(10)
             consumer.close()
@@ -639,60 +687,77 @@ class ClickHouseSink:
             self._revoked.clear()
 
     def _handoff(self, batch: _Batch, stop_event: threading.Event) -> None:
-        """Build ``batch``, wait until the worker is free (committing its batch), hand it over."""
+        """Build ``batch``, wait for a free worker (committing what was delivered), hand it
+        over."""
         self.stats.consumed += len(batch)
         self._build(batch)
         self._ready, self._building = batch, _Batch()
-        delivered = self._await_inflight(stop_event)
+        delivered = self._await_inflight(stop_event, slots=self.insert_connections - 1)
         self._drop_revoked(batch)  # a rebalance while waiting
         self._ready = None
-        if not delivered and stop_event.is_set():
-            # the previous batch was given up: never commit a later one past it
+        if (not delivered or self._given_up) and stop_event.is_set():
+            # an earlier batch was given up: never commit a later one past it
             return
         if not batch:
             return
-        inflight = self._inflight = _Inflight(batch)
+        inflight = _Inflight(batch)
+        self._inflights.append(inflight)
         self._queue.put(inflight)
 
-    def _await_inflight(self, stop_event: threading.Event) -> bool:
-        """Block until the worker's batch is delivered (or abandoned), then commit it.
+    def _await_inflight(self, stop_event: threading.Event, *, slots: int) -> bool:
+        """Block until at most ``slots`` batches are uncommitted in the workers, committing
+        the delivered ones in order; False if a batch was given up meanwhile.
 
         A normal insert finishes in well under a second, so this just waits. If it takes
         longer (ClickHouse unreachable or slow), consumption is paused and the consumer polled
         meanwhile, so the group keeps us and nothing more is fetched: that is the backpressure.
         """
-        inflight = self._inflight
-        if inflight is None:
-            return True
+        delivered = self._finish_delivered()
         paused_since: float | None = None
-        while not inflight.done.wait(0.05 if paused_since is None else 0.0):
-            if stop_event.is_set() and inflight.retrying:
-                inflight.abandon = True
-                inflight.wake.set()
-            if paused_since is None and (inflight.retrying or inflight.attempts > 1):
-                paused_since = time.monotonic()
-                self._pause()
-            if paused_since is not None:
-                self._poll_while_paused(0.2)
+        while len(self._inflights) > slots:
+            head = self._inflights[0]
+            if not head.done.wait(0.05 if paused_since is None else 0.0):
+                inflights = list(self._inflights)
+                if stop_event.is_set():
+                    for inflight in inflights:
+                        if inflight.retrying:
+                            inflight.abandon = True
+                            inflight.wake.set()
+                if paused_since is None and any(f.retrying or f.attempts > 1 for f in inflights):
+                    paused_since = time.monotonic()
+                    self._pause()
+                if paused_since is not None:
+                    self._poll_while_paused(0.2)
+            delivered = self._finish_delivered() and delivered
         if paused_since is not None:
             self.stats.paused_seconds += time.monotonic() - paused_since
             self._resume()
-        self._finish(inflight)
-        return inflight.ok
+        return delivered
 
-    def _finish(self, inflight: _Inflight) -> None:
-        """Commit a delivered batch once (called by the consuming thread)."""
-        if self._inflight is not inflight:
-            return
-        self._inflight = None
-        if inflight.error is not None:
-            raise ServiceError(
-                f"the ClickHouse sink stopped on an unexpected error (batch left uncommitted, "
-                f"it will be replayed): {inflight.error!r}"
-            ) from inflight.error
-        if inflight.ok:
-            self._commit(inflight.batch)
-            self.stats.batches += 1
+    def _finish_delivered(self) -> bool:
+        """Commit the delivered batches at the head of the line, in order (consuming thread);
+        False if one of them was given up (then no batch handed off before now is committed).
+        """
+        given_up = False
+        inflights = self._inflights
+        while inflights and inflights[0].done.is_set():
+            inflight = inflights.popleft()
+            if inflight.error is not None:
+                for later in inflights:
+                    later.no_commit = True
+                raise ServiceError(
+                    f"the ClickHouse sink stopped on an unexpected error (batch left "
+                    f"uncommitted, it will be replayed): {inflight.error!r}"
+                ) from inflight.error
+            if inflight.ok and not inflight.no_commit:
+                self._commit(inflight.batch)
+                self.stats.batches += 1
+                continue
+            given_up = self._given_up = True
+            # committing a later batch would move the offsets past this one's rows
+            for later in inflights:
+                later.no_commit = True
+        return not given_up
 
     def _poll_while_paused(self, seconds: float) -> None:
         consumer = self._consumer
@@ -706,7 +771,19 @@ class ClickHouseSink:
 
     # -- the insert worker ---------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, index: int = 0) -> None:
+        """One insert worker with its own connection (the first uses the sink's backend)."""
+        own: ClickHouseBackend | None = None
+        if index:
+            assert self._backend_factory is not None
+            own = self._local.backend = self._backend_factory()
+        try:
+            self._work_loop()
+        finally:
+            if own is not None:
+                own.close()
+
+    def _work_loop(self) -> None:
         refresh = self.settings.erasure.blocklist_refresh_seconds
         while True:
             try:
@@ -748,7 +825,8 @@ class ClickHouseSink:
                     log.warning("batch abandoned unacknowledged (%s); it will be replayed", exc)
                     return
                 inflight.retrying = True
-                self.stats.retries += 1
+                with self._lock:
+                    self.stats.retries += 1
                 log.warning(
                     "ClickHouse unavailable (attempt %d, next in %.1f s): %s",
                     inflight.attempts,
@@ -992,8 +1070,9 @@ class ClickHouseSink:
             # a retry after a later table failed must not insert this one again
             batch.inserted.add(name)
             landed = len(table) - len(rejected)
-            self.stats.inserted += landed
-            self.stats.by_table[name] = self.stats.by_table.get(name, 0) + landed
+            with self._lock:  # several insert workers count into the same stats
+                self.stats.inserted += landed
+                self.stats.by_table[name] = self.stats.by_table.get(name, 0) + landed
 
     def _ensure_fence(self, batch: _Batch) -> bool:
         """Load the fence of partitions first seen since their assignment; True if the batch
@@ -1055,29 +1134,34 @@ class ClickHouseSink:
         producer = self._producer
         if producer is None:
             raise ServiceError("the sink's dead-letter producer is not running")
-        self._dlq_errors = []
+        with self._dlq_lock:
+            self._produce_dead_letters(producer, batch)
+
+    def _produce_dead_letters(self, producer: Producer, batch: _Batch) -> None:
+        errors: list[str] = []
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                errors.append(str(error))
+
         for letter in batch.dead:
             producer.produce(
                 letter.topic,
                 value=letter.value,
                 key=letter.key,
                 headers=list(letter.headers),
-                on_delivery=self._on_dlq_delivery,
+                on_delivery=on_delivery,
             )
             producer.poll(0)
         remaining = producer.flush(30)
-        if remaining or self._dlq_errors:
+        if remaining or errors:
             # not acknowledged: retried like an outage (inserted tables are not inserted again)
             raise ClickHouseUnavailableError(
-                f"dead-letter topic {self.dlq_topic}: {remaining} undelivered, "
-                f"errors: {self._dlq_errors[:3]}"
+                f"dead-letter topic {self.dlq_topic}: {remaining} undelivered, errors: {errors[:3]}"
             )
-        self.stats.dead_letters += len(batch.dead)
+        with self._lock:
+            self.stats.dead_letters += len(batch.dead)
         batch.dead = []
-
-    def _on_dlq_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self._dlq_errors.append(str(error))
 
     # -- offsets, backpressure -----------------------------------------------------------------
 

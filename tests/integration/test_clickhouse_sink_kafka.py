@@ -397,7 +397,9 @@ def test_an_outage_pauses_the_sink_which_resumes_by_itself(private_clickhouse: S
         # paused: nothing more is taken from Kafka while the batch in hand waits
         assert running.sink.stats.consumed == consumed
         assert running.sink.buffered <= held + settings.clickhouse.sink_batch_max_rows
-        assert held <= 2 * settings.clickhouse.sink_batch_max_rows
+        # the batches in the insert workers plus the one built meanwhile
+        connections = running.sink.insert_connections
+        assert held <= (connections + 1) * settings.clickhouse.sink_batch_max_rows
         manager.start_service("clickhouse", settings)
         names = {"channel_interaction", "transaction"}
         running.wait(lambda s: len(event_ids(backend, names)) >= len(events), timeout=60)
@@ -477,3 +479,118 @@ def test_sigkilled_sinks_lose_nothing_and_duplicate_nothing(private_clickhouse: 
 
 def count_all(backend: ClickHouseBackend, events: Events) -> int:
     return sum(count(backend, name) for name in {n for n, _ in events})
+
+
+class _GatedBackend:
+    """A server backend whose data inserts fail like an outage until ``open`` is set."""
+
+    def __init__(self, inner: ClickHouseBackend) -> None:
+        self.inner = inner
+        self.open = threading.Event()
+        #: (partition, offset) of every row refused while closed
+        self.refused: list[tuple[int, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+        from sinks.clickhouse.errors import ClickHouseUnavailableError
+
+        if not self.open.is_set() and table != "sink_batches":
+            partitions = data[list(columns).index("kafka_partition")]
+            offsets = data[list(columns).index("kafka_offset")]
+            self.refused.extend(zip(partitions, offsets, strict=True))
+            raise ClickHouseUnavailableError("gated (test)")
+        self.inner.insert(table, columns, data)
+
+
+def _committed(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = Consumer(
+        confluent_config(settings, **{"group.id": settings.clickhouse.sink_group_id})
+    )
+    try:
+        found = consumer.committed(
+            [TopicPartition(topic, p) for p in range(settings.kafka.partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+
+def test_a_batch_stuck_on_one_connection_holds_back_later_commits(env: Settings) -> None:
+    """Two insert connections: while one batch retries on one of them, a later batch lands on
+    the other but its offsets are not committed before the stuck batch is in."""
+    if env.clickhouse.host is None:
+        pytest.skip("embedded chdb has one insert connection")
+    settings = env.model_copy(
+        update={
+            "clickhouse": env.clickhouse.model_copy(
+                update={"insert_connections": 2, "sink_batch_max_rows": 300}
+            )
+        }
+    )
+    backend = make_backend(settings)
+    migrate(backend)
+    events = sample_events(3000, seed=36, names=["channel_interaction"])
+    produce(settings, events)
+    gated = _GatedBackend(make_backend(settings))
+    sink = ClickHouseSink(settings, gated, backend_factory=lambda: make_backend(settings))  # type: ignore[arg-type]
+    assert sink.insert_connections == 2
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            sink.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    topic = settings.topic("channel_interaction")
+    table = f"{backend.database}.channel_interaction"
+    try:
+        deadline = time.monotonic() + 60
+        landed_later: list[tuple[int, int]] = []
+        while not landed_later:
+            assert not errors, errors
+            assert time.monotonic() < deadline, f"no later batch landed: {sink.stats}"
+            time.sleep(0.2)
+            if not gated.refused:
+                continue
+            first_refused = {
+                p: min(o for q, o in gated.refused if q == p) for p, _ in gated.refused
+            }
+            landed_later = [
+                (int(p), int(o))
+                for p, o in backend.query(f"SELECT kafka_partition, kafka_offset FROM {table}")
+                if int(p) in first_refused and int(o) > first_refused[int(p)]
+            ]
+        time.sleep(1.0)  # time enough for a wrong commit to happen
+        committed = _committed(settings, topic)
+        for partition, offset in committed.items():
+            if partition in first_refused:
+                assert offset <= first_refused[partition], (committed, first_refused)
+        assert sink.paused  # backpressure while the head of the line retries
+        gated.open.set()
+        deadline = time.monotonic() + 60
+        while count(backend, "channel_interaction") < len(events):
+            assert not errors, errors
+            assert time.monotonic() < deadline, sink.stats
+            time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        ends = dict.fromkeys(range(settings.kafka.partitions), 0)
+        for p, o in backend.query(
+            f"SELECT kafka_partition, max(kafka_offset) FROM {table} GROUP BY kafka_partition"
+        ):
+            ends[int(p)] = int(o) + 1
+        while _committed(settings, topic) != {p: o for p, o in ends.items() if o}:
+            assert time.monotonic() < deadline, (_committed(settings, topic), ends)
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(60)
+        gated.inner.close()
+    assert not errors, errors
+    ids = event_ids(backend, {"channel_interaction"})
+    assert sorted(ids) == sorted(r["event_id"] for _, r in events)  # all, none twice
