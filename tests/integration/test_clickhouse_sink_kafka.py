@@ -390,7 +390,9 @@ def test_an_outage_pauses_the_sink_which_resumes_by_itself(private_clickhouse: S
         manager.stop_service("clickhouse", settings)
         produce(settings, events[2000:])  # traffic goes on during the outage
         running.wait(lambda s: s.retries >= 3, timeout=30)
-        assert running.sink.paused
+        # the consuming thread notices a retrying insert worker after its current consume
+        # (at most sink_batch_max_seconds), then pauses
+        running.wait(lambda s: running.sink.paused, timeout=5)
         consumed = running.sink.stats.consumed
         held = running.sink.buffered
         time.sleep(3)
