@@ -111,9 +111,9 @@ def produce_raw(settings: Settings, topic: str, values: Sequence[bytes]) -> None
 class Running:
     """A sink running in a thread until stopped, with a backend (connection) of its own."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.backend = make_backend(settings)
-        self.sink = ClickHouseSink(settings, self.backend)
+    def __init__(self, settings: Settings, backend: Any = None, **sink_options: Any) -> None:
+        self.backend = make_backend(settings) if backend is None else backend
+        self.sink = ClickHouseSink(settings, self.backend, **sink_options)
         self.stop = threading.Event()
         self.result: SinkStats | None = None
         self.error: BaseException | None = None
@@ -536,26 +536,16 @@ def test_a_batch_stuck_on_one_connection_holds_back_later_commits(env: Settings)
     events = sample_events(3000, seed=36, names=["channel_interaction"])
     produce(settings, events)
     gated = _GatedBackend(make_backend(settings))
-    sink = ClickHouseSink(settings, gated, backend_factory=lambda: make_backend(settings))  # type: ignore[arg-type]
+    running = Running(settings, gated, backend_factory=lambda: make_backend(settings))
+    sink = running.sink
     assert sink.insert_connections == 2
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            sink.run(stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
     topic = settings.topic("channel_interaction")
     table = f"{backend.database}.channel_interaction"
     try:
         deadline = time.monotonic() + 60
         landed_later: list[tuple[int, int]] = []
         while not landed_later:
-            assert not errors, errors
+            assert running.error is None, running.error
             assert time.monotonic() < deadline, f"no later batch landed: {sink.stats}"
             time.sleep(0.2)
             if not gated.refused:
@@ -577,7 +567,7 @@ def test_a_batch_stuck_on_one_connection_holds_back_later_commits(env: Settings)
         gated.open.set()
         deadline = time.monotonic() + 60
         while count(backend, "channel_interaction") < len(events):
-            assert not errors, errors
+            assert running.error is None, running.error
             assert time.monotonic() < deadline, sink.stats
             time.sleep(0.2)
         deadline = time.monotonic() + 30
@@ -590,9 +580,6 @@ def test_a_batch_stuck_on_one_connection_holds_back_later_commits(env: Settings)
             assert time.monotonic() < deadline, (_committed(settings, topic), ends)
             time.sleep(0.3)
     finally:
-        stop.set()
-        thread.join(60)
-        gated.inner.close()
-    assert not errors, errors
+        running.close()  # raises the sink's error, if any
     ids = event_ids(backend, {"channel_interaction"})
     assert sorted(ids) == sorted(r["event_id"] for _, r in events)  # all, none twice
