@@ -151,6 +151,9 @@ class WorkerSettings(_Section):
     #: left idle-ish workers waiting up to 1.5 s per event: flag delay p99 3.5 s at 3k/s vs
     #: 0.2 s with 100 ms, measured by `cxstream bench security`)
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    #: Python's gc thresholds in worker and sink processes (streams/gc_tuning.py); Python's
+    #: own (700, 10, 10) re-scanned the cached states every 700 allocations
+    gc_thresholds: tuple[int, int, int] = (100_000, 50, 100)
 
 
 class PrivacySettings(_Section):

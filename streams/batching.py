@@ -42,6 +42,7 @@ from cxstream.errors import CxStreamError, DecodeError, ValidationError
 from streams.codec import AvroCodec, DecodedEvent
 from streams.complete_flush import install_complete_flush
 from streams.dlq import DeadLetterQueue, SourceMessage
+from streams.eager_fetch import install_eager_fetch
 
 log = logging.getLogger(__name__)
 
@@ -424,6 +425,7 @@ def install_batch_lanes(app: Any) -> dict[str, BatchLane]:
     app.transport = transport
     _tolerate_unknown_changelog_partitions()
     install_complete_flush()
+    install_eager_fetch()
     lanes: dict[str, BatchLane] = transport.batch_lanes
     return lanes
 

@@ -65,8 +65,10 @@ def worker(
     import faust
 
     from streams.app import create_app
+    from streams.gc_tuning import tune_garbage_collector
 
     app = create_app(settings, processors=processors)
+    tune_garbage_collector(settings.worker.gc_thresholds)
     # Worker installs SIGINT/SIGTERM handlers that stop the app (commit, flush, leave group);
     # execute_from_commandline never returns: it raises SystemExit with the exit code.
     faust.Worker(

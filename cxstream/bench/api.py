@@ -74,6 +74,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from cxstream.bench.cleanup import delete_redis_prefix
 from cxstream.bench.produce import sample_events
 from cxstream.errors import ServiceError
 from cxstream.settings import Settings, section_environment
@@ -180,18 +181,6 @@ async def _preload(settings: Settings, count: int) -> list[str]:
     finally:
         await redis.aclose()
     return ids
-
-
-async def _cleanup_redis(settings: Settings) -> None:
-    from cxstream.redis_connection import async_redis
-
-    redis = async_redis(settings, timeout=None)
-    try:
-        keys = [k async for k in redis.scan_iter(match=f"{settings.kafka.topic_prefix}:*")]
-        for start in range(0, len(keys), 1000):
-            await redis.delete(*keys[start : start + 1000])
-    finally:
-        await redis.aclose()
 
 
 # --- load generator: runs in its own (spawned) process, so it never shares the server's GIL
@@ -461,7 +450,7 @@ def run(settings: Settings, **options: Any) -> dict[str, Any]:
         proc.terminate()
         proc.wait(timeout=60)
     raw = _raw_producer(settings, sample_events(events, seed=22)) if ingest_on else None
-    asyncio.run(_cleanup_redis(settings))
+    delete_redis_prefix(settings, settings.kafka.topic_prefix)
     delete_topics(settings, [s.name for s in specs])
     out: dict[str, Any] = {
         "settings": {

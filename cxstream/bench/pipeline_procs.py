@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cxstream.bench.cleanup import delete_redis_prefix
 from cxstream.demo.children import Child, OnCall, spawn, stop, tail
 from cxstream.errors import ServiceError
 from cxstream.settings import Settings, section_environment
@@ -329,15 +330,7 @@ def clean_up(run: Run, databases: list[str]) -> list[str]:
     except Exception as exc:
         problems.append(f"clickhouse: {exc}")
     try:
-        from cxstream.redis_connection import sync_redis
-
-        client = sync_redis(run.settings)
-        try:
-            keys = list(client.scan_iter(match=f"{run.prefix}:*", count=1000))
-            for start in range(0, len(keys), 1000):
-                client.delete(*keys[start : start + 1000])
-        finally:
-            client.close()
+        delete_redis_prefix(run.settings, run.prefix)
     except Exception as exc:
         problems.append(f"redis: {exc}")
     # the Faust data; the children's logs stay for a look after a failed run

@@ -10,7 +10,8 @@ Figures:
   sys, all threads) over the same span per event, and ``worker_events_per_cpu_s`` its inverse:
   the rate one free core would reach, less sensitive to other work on a shared machine;
 - ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` (probe events
-  of fresh customers, one per ``probe_every``; "visible" = the poll that first finds the hash);
+  of fresh customers, one per ``probe_every``; "visible" = Redis's keyspace notification of the
+  first write of the probe's hash; the load is encoded before the clock starts);
 - ``memory_*``: the profile table's in-memory state per customer, with ``customers`` (1M)
   profiles: values are JSON bytes (that is what the memory store and RocksDB hold), so
   ``memory_serialized_bytes_per_customer`` is the mean value size and
@@ -43,6 +44,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
 
+from cxstream.bench.cleanup import delete_redis_prefix
 from cxstream.errors import ServiceError
 from cxstream.settings import Settings, section_environment
 from cxstream.simulate.config import DAY_MS, SimulationConfig
@@ -52,7 +54,7 @@ from processors.profiles.fold import PROFILE_EVENTS
 from streams.batching import InputEvent
 from streams.codec import build_codec
 from streams.kafka_config import confluent_config
-from streams.producer import EventProducer
+from streams.producer import EventProducer, partition_key
 from streams.topics import delete_topics, ensure_topics, platform_topics
 
 START = 1_780_000_000_000
@@ -103,6 +105,7 @@ def run(
         )
     finally:
         delete_topics(scoped, [s.name for s in specs] + _own_topics(scoped))
+        delete_redis_prefix(scoped, scoped.kafka.topic_prefix)
     figures.update(_memory(customers, memory_sample, memory_history_days))
     figures["memory_cache_limit"] = settings.profiles.cache_states
     figures["targets"] = "worker >= 30000 ev/s; p99 <= 250 ms; <= 2048 B/customer"
@@ -277,65 +280,99 @@ def _compact_stats(stats: dict[str, Any] | None) -> str:
 def _latency(
     settings: Settings, worker: _Worker, rate: int, seconds: float, probe_every: int
 ) -> dict[str, Any]:
-    """p50/p99 produce -> visible in Redis while ``rate`` events/s are produced."""
-    from redis import Redis
+    """p50/p99 produce -> visible in Redis while ``rate`` events/s are produced.
 
-    from cxstream.bench.produce import sample_events
+    "Visible" is the moment Redis announces the probe's first hash write (a keyspace
+    notification, enabled for the run and restored after): polling thousands of keys every few
+    milliseconds cost the worker a third of a core once it lagged, which made it lag more.
+    """
     from cxstream.bench.sink import _percentiles
+    from cxstream.redis_connection import sync_redis
     from processors.profiles.mirror import profile_key
 
-    filler = sample_events(50_000, seed=5)
+    load = _latency_load(settings, int(rate * seconds), probe_every)
+    probes = sum(1 for *_, probe in load if probe is not None)
+    topic = settings.topic("channel_interaction")
     sent: dict[str, float] = {}
     lock = threading.Lock()
     done = threading.Event()
 
     def produce() -> None:
-        total = int(rate * seconds)
-        now_ms = int(time.time() * 1000)
+        # encoded before timing: the load generator's own Avro encoding took half a core
+        # from the worker it measures (frontends produce from their own machines)
         with EventProducer(settings, build_codec(settings)) as producer:
             start = time.perf_counter()
-            for i in range(total):
-                record = dict(filler[i % len(filler)])
-                record["event_id"] = str(uuid.uuid4())
-                record["occurred_at"] = now_ms + i
-                if i % probe_every == 0:
-                    cid = f"PROBE{i:09d}"
-                    record["customer_id"], record["anonymous_id"] = cid, None
+            for i, (value, key, event_id, probe) in enumerate(load):
+                if probe is not None:
                     with lock:
-                        sent[cid] = time.perf_counter()
-                producer.produce("channel_interaction", record)
+                        sent[probe] = time.perf_counter()
+                producer.produce_encoded(topic, value, key=key, event_id=event_id)
                 ahead = start + (i + 1) / rate - time.perf_counter()
-                if ahead > 0:
+                if ahead > 0.001:
                     time.sleep(ahead)
             producer.flush(30)
         done.set()
 
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    redis = Redis.from_url(settings.redis.url)
+    redis = sync_redis(settings, timeout=None)
+    setting = "notify-keyspace-events"
+    previous = str(redis.config_get(setting).get(setting, ""))
+    redis.config_set(setting, "".join(sorted(set(previous) | {"K", "h"})))
+    database = redis.connection_pool.connection_kwargs.get("db", 0)
+    channel = f"__keyspace@{database}__:{profile_key(settings, '')}"
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
     seen: dict[str, float] = {}
-    deadline = time.monotonic() + seconds + 60
-    while time.monotonic() < deadline:
-        with lock:
-            pending = [cid for cid in sent if cid not in seen]
-        if pending:
-            pipe = redis.pipeline(transaction=False)
-            for cid in pending:
-                pipe.exists(profile_key(settings, cid))
-            polled = time.perf_counter()
-            for cid, found in zip(pending, pipe.execute(), strict=True):
-                if found:
-                    seen[cid] = polled
-        elif done.is_set():
-            break
-        time.sleep(0.005)
-    thread.join(timeout=5)
-    delays = [seen[cid] - sent[cid] for cid in seen]
+    try:
+        pubsub.psubscribe(f"{channel}PROBE*")
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + seconds + 60
+        while len(seen) < probes and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message is None:
+                continue
+            cid = message["channel"][len(channel) :].decode()
+            if cid not in seen:
+                seen[cid] = time.perf_counter()
+        thread.join(timeout=30)
+    finally:
+        pubsub.close()
+        redis.config_set(setting, previous)
+        redis.close()
+    with lock:
+        delays = [seen[cid] - sent[cid] for cid in seen if cid in sent]
     figures = {f"latency_{k}": v for k, v in _percentiles(delays).items()}
     figures.update(
         {"latency_rate": rate, "latency_probes": len(sent), "latency_lost": len(sent) - len(seen)}
     )
     return figures
+
+
+def _latency_load(
+    settings: Settings, total: int, probe_every: int
+) -> list[tuple[bytes, str, str, str | None]]:
+    """(value, key, event id, probe customer or None) of ``total`` channel interactions.
+
+    Every ``probe_every``-th is a probe: the first event of a fresh customer, whose Redis hash
+    appears when the worker has published it.
+    """
+    from cxstream.bench.produce import sample_events
+
+    codec = build_codec(settings)
+    key_fields = codec.registry.latest("channel_interaction").partition_key
+    filler = sample_events(50_000, seed=5)
+    now_ms = int(time.time() * 1000)
+    load = []
+    for i in range(total):
+        record = dict(filler[i % len(filler)])
+        record["event_id"] = event_id = str(uuid.uuid4())
+        record["occurred_at"] = now_ms + i
+        probe = None
+        if i % probe_every == 0:
+            probe = record["customer_id"] = f"PROBE{i:09d}"
+            record["anonymous_id"] = None
+        key = partition_key("channel_interaction", key_fields, record)
+        load.append((codec.encode("channel_interaction", record), key, event_id, probe))
+    return load
 
 
 class _Table(dict[Any, Any]):

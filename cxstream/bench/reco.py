@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cxstream.bench.cleanup import delete_redis_prefix
 from cxstream.errors import ServiceError
 from cxstream.settings import Settings, section_environment
 from cxstream.simulate.config import SimulationConfig
@@ -451,9 +452,7 @@ def worker_figures(
         worker.stop()
         log.close()
         delete_topics(settings, [spec.name for spec in specs])
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_redis_prefix(settings, prefix)
     return figures
 
 

@@ -181,6 +181,8 @@ class RedisMirror:
         self.failures = 0
         self._sha: bytes | None = None
         self._retry: asyncio.Task[None] | None = None
+        #: the newest submitted write; each submitted write runs after the one before it
+        self._last: asyncio.Future[bool] | None = None
         self._all_ids: Callable[[], Iterable[str]] | None = None
 
     def stats(self) -> dict[str, Any]:
@@ -217,9 +219,32 @@ class RedisMirror:
             return False
         return True
 
+    def submit(self, entries: list[Entry]) -> asyncio.Future[bool]:
+        """:meth:`publish` ``entries`` in the background, after every write submitted before.
+
+        The worker folds the next batches while Redis executes this one (awaiting each write
+        left the worker idle a third of the time at 10k events/s). The future's result is
+        :meth:`publish`'s; an unexpected error is its exception.
+        """
+        previous = self._last
+
+        async def write() -> bool:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # its outcome is its own future's
+            return await self.publish(entries)
+
+        task = self._last = asyncio.ensure_future(write())
+        return task
+
+    async def drain(self) -> None:
+        """Wait for every submitted write (their outcomes stay in their futures)."""
+        if self._last is not None and not self._last.done():
+            await asyncio.wait([self._last])
+
     async def delete(self, customer_ids: Iterable[str]) -> bool:
-        """Delete the hashes of ``customer_ids`` (erasure); dirty (re-checked later) on failure."""
-        return await self.publish([(cid, None, 0, None, 0) for cid in customer_ids])
+        """Delete the hashes of ``customer_ids`` (erasure), after every submitted write;
+        dirty (re-checked later) on failure."""
+        return await self.submit([(cid, None, 0, None, 0) for cid in customer_ids])
 
     async def _write(self, entries: list[Entry]) -> None:
         settings = self.settings
@@ -363,6 +388,7 @@ class RedisMirror:
         await self._write(entries)
 
     async def close(self) -> None:
+        await self.drain()
         if self._retry is not None:
             self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -221,16 +221,23 @@ class ProfilesProcessor:
             snapshots = self.snapshots
             snapshots.produce_many("profile_snapshot", records)
             snapshots.poll(0)
-            mirrored = await self.mirror.publish(entries)
-            watermark = snapshots.produced
             mirror = self.mirror
+            # at most one write runs behind the stream: a slow Redis slows publication (and,
+            # through the lock, folding) instead of queueing writes without bound
+            await mirror.drain()
+            written = mirror.submit(entries)
+            watermark = snapshots.produced
             # the blocks are the durable record of what Redis still lacks: when Redis refused
             # the writes (they wait in the mirror's in-memory dirty set), keep them until that
             # set has been flushed, or a crash meanwhile would leave Redis stale for good
             # (found by the fault suite: SIGKILL during a Redis outage)
             publications.published(
                 blocks,
-                lambda: self._snapshots_sent(watermark) and (mirrored or not mirror.dirty),
+                lambda: (
+                    self._snapshots_sent(watermark)
+                    and written.done()
+                    and (written.result() or not mirror.dirty)  # result(): raises a failed write
+                ),
             )
             self.counts["snapshots"] += len(records)
             self.counts["publications"] += len(entries)
@@ -438,6 +445,7 @@ def register(app: faust.App, context: AppContext) -> None:
         # a clean stop publishes what waits (a crash leaves it to the pending blocks)
         try:
             await processor.flush()
+            await mirror.drain()
             snapshots.flush(10)
             changelog.flush(10)
             processor.publications.settle()

@@ -385,6 +385,18 @@ def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Setti
             await mirror.publish([("C-M-1", v2, 9, channels, 8)])
             assert stored() == {**v2, "version": 9}
             assert mirror.full_writes == full + 1
+            # background writes run in submission order: a partial write submitted right
+            # after the full write it builds on finds that write done (and an erasure
+            # submitted behind both leaves nothing)
+            sync.delete(key)
+            first = mirror.submit([("C-M-1", v1, 11, None, 0)])
+            second = mirror.submit([("C-M-1", v2, 12, channels, 11)])
+            full = mirror.full_writes
+            await mirror.drain()
+            assert first.result() and second.result()
+            assert stored() == {**v2, "version": 12}
+            assert mirror.full_writes == full + 1  # the first only: the partial one found its base
+            mirror.submit([("C-M-1", v2, 13, None, 0)])
             # erasure
             await mirror.delete(["C-M-1"])
             assert not sync.exists(key)
