@@ -65,17 +65,17 @@ def worker(
     import faust
 
     from streams.app import create_app
-    from streams.gc_tuning import tune_garbage_collector
+    from streams.gc_tuning import tuned_garbage_collector
 
     app = create_app(settings, processors=processors)
-    tune_garbage_collector(settings.worker.gc_thresholds)
     # Worker installs SIGINT/SIGTERM handlers that stop the app (commit, flush, leave group);
     # execute_from_commandline never returns: it raises SystemExit with the exit code.
-    faust.Worker(
-        app,
-        loglevel=(loglevel or settings.log_level).lower(),
-        override_logging=False,
-    ).execute_from_commandline()
+    with tuned_garbage_collector(settings.worker.gc_thresholds):
+        faust.Worker(
+            app,
+            loglevel=(loglevel or settings.log_level).lower(),
+            override_logging=False,
+        ).execute_from_commandline()
 
 
 @click.group()

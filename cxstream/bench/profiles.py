@@ -9,9 +9,12 @@ Figures:
   run, and their ratio; ``worker_cpu_us_per_event`` is the worker process's CPU time (user +
   sys, all threads) over the same span per event, and ``worker_events_per_cpu_s`` its inverse:
   the rate one free core would reach, less sensitive to other work on a shared machine;
-- ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` (probe events
-  of fresh customers, one per ``probe_every``; "visible" = Redis's keyspace notification of the
-  first write of the probe's hash; the load is encoded before the clock starts);
+- ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` of traffic
+  like the throughput run's (its events cycled, restamped), with probe events of fresh
+  customers, one per ``probe_every``; "visible" = Redis's keyspace notification of the first
+  write of the probe's hash; the load is encoded before the clock starts;
+  ``latency_new_customers_*`` the same where nearly every event is a new customer's first
+  (customers drawn from a million: a full profile published per event, the worst case);
 - ``memory_*``: the profile table's in-memory state per customer, with ``customers`` (1M)
   profiles: values are JSON bytes (that is what the memory store and RocksDB hold), so
   ``memory_serialized_bytes_per_customer`` is the mean value size and
@@ -97,7 +100,12 @@ def run(
             figures["worker_cpu_us_per_event"] = round(cpu_s / done * 1e6, 1)
             figures["worker_events_per_cpu_s"] = round(done / cpu_s)
             figures["worker_stats"] = _compact_stats(worker.stats())
-            figures.update(_latency(scoped, worker, rate, seconds, probe_every))
+            # traffic like the throughput run's (its customers, all event types), then the
+            # worst case: every event the first of a new customer (a full profile published)
+            mixed = _latency_load(scoped, int(rate * seconds), probe_every, stream)
+            figures.update(_latency(scoped, mixed, rate, seconds, "latency"))
+            fresh = _latency_load(scoped, int(rate * seconds), probe_every, None)
+            figures.update(_latency(scoped, fresh, rate, seconds, "latency_new_customers"))
         finally:
             worker.stop()
         figures["worker_to_raw_ratio"] = round(
@@ -278,7 +286,7 @@ def _compact_stats(stats: dict[str, Any] | None) -> str:
 
 
 def _latency(
-    settings: Settings, worker: _Worker, rate: int, seconds: float, probe_every: int
+    settings: Settings, load: list[_Send], rate: int, seconds: float, prefix: str
 ) -> dict[str, Any]:
     """p50/p99 produce -> visible in Redis while ``rate`` events/s are produced.
 
@@ -290,9 +298,7 @@ def _latency(
     from cxstream.redis_connection import sync_redis
     from processors.profiles.mirror import profile_key
 
-    load = _latency_load(settings, int(rate * seconds), probe_every)
     probes = sum(1 for *_, probe in load if probe is not None)
-    topic = settings.topic("channel_interaction")
     sent: dict[str, float] = {}
     lock = threading.Lock()
     done = threading.Event()
@@ -301,8 +307,11 @@ def _latency(
         # encoded before timing: the load generator's own Avro encoding took half a core
         # from the worker it measures (frontends produce from their own machines)
         with EventProducer(settings, build_codec(settings)) as producer:
+            topic, value, key, event_id, probe = load[0]  # connected before the clock
+            producer.produce_encoded(topic, value, key=key, event_id=event_id)
+            producer.flush(30)
             start = time.perf_counter()
-            for i, (value, key, event_id, probe) in enumerate(load):
+            for i, (topic, value, key, event_id, probe) in enumerate(load[1:]):
                 if probe is not None:
                     with lock:
                         sent[probe] = time.perf_counter()
@@ -340,38 +349,52 @@ def _latency(
         redis.close()
     with lock:
         delays = [seen[cid] - sent[cid] for cid in seen if cid in sent]
-    figures = {f"latency_{k}": v for k, v in _percentiles(delays).items()}
-    figures.update(
-        {"latency_rate": rate, "latency_probes": len(sent), "latency_lost": len(sent) - len(seen)}
-    )
+    figures = {f"{prefix}_{k}": v for k, v in _percentiles(delays).items()}
+    lost = probes - len(seen)
+    figures.update({f"{prefix}_rate": rate, f"{prefix}_probes": len(sent), f"{prefix}_lost": lost})
     return figures
 
 
-def _latency_load(
-    settings: Settings, total: int, probe_every: int
-) -> list[tuple[bytes, str, str, str | None]]:
-    """(value, key, event id, probe customer or None) of ``total`` channel interactions.
+#: one send of a latency run: topic, value, key, event id, probe customer (or None)
+_Send = tuple[str, bytes, str, str, "str | None"]
 
-    Every ``probe_every``-th is a probe: the first event of a fresh customer, whose Redis hash
-    appears when the worker has published it.
+
+def _latency_load(
+    settings: Settings,
+    total: int,
+    probe_every: int,
+    stream: list[tuple[str, dict[str, Any]]] | None,
+) -> list[_Send]:
+    """``total`` + 1 sends (the first warms the producer up), encoded before timing.
+
+    Events are ``stream``'s, cycled (fresh event ids, ``occurred_at`` from now on), or with
+    ``stream`` None channel interactions of customers drawn from a million, so nearly every
+    one is a customer's first. Every ``probe_every``-th send is a probe instead: the first
+    event of a fresh customer, whose Redis hash appears when the worker has published it.
     """
     from cxstream.bench.produce import sample_events
 
     codec = build_codec(settings)
-    key_fields = codec.registry.latest("channel_interaction").partition_key
-    filler = sample_events(50_000, seed=5)
+    keys = {}
+    source = stream or [("channel_interaction", r) for r in sample_events(50_000, seed=5)]
+    probe_template = next(r for name, r in source if name == "channel_interaction")
     now_ms = int(time.time() * 1000)
-    load = []
-    for i in range(total):
-        record = dict(filler[i % len(filler)])
-        record["event_id"] = event_id = str(uuid.uuid4())
-        record["occurred_at"] = now_ms + i
+    load: list[_Send] = []
+    for i in range(total + 1):
         probe = None
-        if i % probe_every == 0:
+        if i and i % probe_every == 0:
+            name, record = "channel_interaction", dict(probe_template)
             probe = record["customer_id"] = f"PROBE{i:09d}"
             record["anonymous_id"] = None
-        key = partition_key("channel_interaction", key_fields, record)
-        load.append((codec.encode("channel_interaction", record), key, event_id, probe))
+        else:
+            name, template = source[i % len(source)]
+            record = dict(template)
+        record["event_id"] = event_id = str(uuid.uuid4())
+        record["occurred_at"] = now_ms + i // 10
+        if name not in keys:
+            keys[name] = codec.registry.latest(name).partition_key
+        key = partition_key(name, keys[name], record)
+        load.append((settings.topic(name), codec.encode(name, record), key, event_id, probe))
     return load
 
 

@@ -68,9 +68,10 @@ from cxstream.settings import Settings
 from sinks.clickhouse.backend import ServerBackend
 from sinks.clickhouse.migrations import migrate
 from sinks.clickhouse.rows import Origin, RowBuilder, TableBatch
-from sinks.clickhouse.sink import ClickHouseSink, batch_gc
+from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.testing import sample_events
 from streams.codec import AvroCodec
+from streams.gc_tuning import tuned_garbage_collector
 from streams.kafka_config import confluent_config
 from streams.producer import DeliveryReport, EventProducer
 from streams.registry import EmbeddedRegistry
@@ -333,8 +334,8 @@ def sink_rate(settings: Settings, count: int) -> dict[str, Any]:
         server = _ServerCpu(settings)
         first = None
         first_cpu, first_server = 0.0, None
-        # the collector as `cxstream sink` tunes it for its process (sink.batch_gc)
-        with batch_gc():
+        # the collector as `cxstream sink` tunes it for its process
+        with tuned_garbage_collector(settings.worker.gc_thresholds):
             started = time.perf_counter()
             thread.start()
             deadline = time.monotonic() + 300
@@ -385,7 +386,7 @@ def _sink_process(settings: Settings, stop: Any, ready: Any) -> None:
             stopping.set()
 
         threading.Thread(target=watch, daemon=True).start()
-        with batch_gc():
+        with tuned_garbage_collector(settings.worker.gc_thresholds):
             sink.run(stopping)
     finally:
         backend.close()

@@ -106,7 +106,6 @@ def sink() -> None:
     """Run the ClickHouse sink (Kafka event topics -> ClickHouse) until SIGINT/SIGTERM."""
     from cxstream.settings import load_settings
     from sinks.clickhouse.sink import run_sink
-    from streams.gc_tuning import tune_garbage_collector
     from streams.kafka_config import check_connection
 
     settings = load_settings()
@@ -120,7 +119,6 @@ def sink() -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_stop)
-    tune_garbage_collector(settings.worker.gc_thresholds)
     click.echo(f"sink: {settings.kafka.bootstrap_servers} -> {_where(settings)}", err=True)
     stats = run_sink(settings, stop)
     click.echo(

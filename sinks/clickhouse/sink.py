@@ -72,8 +72,6 @@ fenced replays, dead letters, attempts, insert and batch latency, delay from ``o
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import os
 import queue
@@ -82,7 +80,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -113,6 +111,7 @@ from sinks.clickhouse.rows import (
 )
 from streams.codec import AvroCodec
 from streams.dlq import DLQ_TOPIC, H_ERROR_REASON, DeadLetter, SourceMessage, build_dead_letter
+from streams.gc_tuning import tuned_garbage_collector
 from streams.kafka_config import confluent_config
 from streams.registry import EmbeddedRegistry
 
@@ -1254,33 +1253,6 @@ def default_topics(settings: Settings, rows: RowBuilder) -> list[str]:
     return [settings.topic(name) for name in sorted(rows.tables)] + [settings.topic(DLQ_TOPIC)]
 
 
-#: garbage-collector thresholds while a sink runs in its process (see :func:`batch_gc`)
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-@contextlib.contextmanager
-def batch_gc() -> Iterator[None]:
-    """Tune the cyclic garbage collector of this process for batches of short-lived records.
-
-    A batch keeps tens of thousands of decoded records (dicts) alive for about a second; with
-    the default thresholds every few hundred allocations start a young collection that scans
-    them again, and the full collections they trigger scan every live record: about 3 us of
-    CPU per event (a fifth of the sink's, ``bench sink``). Records hold no cycles (reference
-    counting frees them), so the collector is only made to run rarer, never turned off:
-    memory stays bounded. Objects alive at start are frozen out of it (``gc.freeze``).
-    Process-wide: for the process that runs the sink (``cxstream sink``, the benchmark).
-    """
-    previous = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-        gc.unfreeze()
-
-
 def run_sink(
     settings: Settings,
     stop_event: threading.Event,
@@ -1298,7 +1270,7 @@ def run_sink(
         sink = ClickHouseSink(settings, backend)
         if on_ready is not None:
             on_ready(sink)
-        with batch_gc():
+        with tuned_garbage_collector(settings.worker.gc_thresholds):
             return sink.run(stop_event)
     finally:
         backend.close()

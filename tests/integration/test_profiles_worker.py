@@ -393,7 +393,8 @@ def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Setti
             second = mirror.submit([("C-M-1", v2, 12, channels, 11)])
             full = mirror.full_writes
             await mirror.drain()
-            assert first.result() and second.result()
+            assert first.result()
+            assert second.result()
             assert stored() == {**v2, "version": 12}
             assert mirror.full_writes == full + 1  # the first only: the partial one found its base
             mirror.submit([("C-M-1", v2, 13, None, 0)])

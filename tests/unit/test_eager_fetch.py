@@ -49,7 +49,8 @@ def test_records_and_positions_match_the_lazy_iterator(fetch_offset: int) -> Non
     eager_records = _records(eager, data, fetch_offset)
     assert eager_records.next_fetch_offset == fetch_offset  # nothing consumed yet
     assert _walk(eager_records) == lazy_walk
-    assert lazy_walk[0][0][0] == fetch_offset and lazy_walk[1] == 116
+    assert lazy_walk[0][0][0] == fetch_offset
+    assert lazy_walk[1] == 116
 
 
 def test_a_partial_read_leaves_the_position_after_the_last_record_taken() -> None:
