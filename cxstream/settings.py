@@ -152,8 +152,10 @@ class WorkerSettings(_Section):
     #: 0.2 s with 100 ms, measured by `cxstream bench security`)
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     #: Python's gc thresholds in worker and sink processes (streams/gc_tuning.py); Python's
-    #: own (700, 10, 10) re-scanned the cached states every 700 allocations
-    gc_thresholds: tuple[int, int, int] = (100_000, 50, 100)
+    #: own (700, 10, 10) re-scanned the cached states every 700 allocations. A larger middle
+    #: one makes longer pauses: (100000, 50, 100) paused up to 286-344 ms, (50000, 5, 100)
+    #: up to 147 ms, at the same throughput (bench profiles / pipeline, gc callbacks)
+    gc_thresholds: tuple[int, int, int] = (50_000, 5, 100)
 
 
 class PrivacySettings(_Section):

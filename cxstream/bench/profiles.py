@@ -86,6 +86,7 @@ def run(
         "dedupe_window_seconds": scoped.worker.dedupe_window_seconds,
         "publish_interval_ms": scoped.profiles.publish_interval_ms,
         "cache_states": scoped.profiles.cache_states,
+        "gc_thresholds": list(scoped.worker.gc_thresholds),
     }
     try:
         stream = _simulated(events)
@@ -213,6 +214,7 @@ class _Worker:
                 "CX_WORKER__WEB_PORT": str(self.port),
                 "CX_WORKER__DATA_DIR": str(settings.worker.data_dir),
                 "CX_WORKER__STORE": settings.worker.store,
+                "CX_WORKER__GC_THRESHOLDS": json.dumps(settings.worker.gc_thresholds),
                 "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
                 "CX_PROFILES__CACHE_STATES": str(settings.profiles.cache_states),
                 "CX_LOG_LEVEL": "WARNING",
