@@ -9,6 +9,9 @@ Figures:
   run, and their ratio; ``worker_cpu_us_per_event`` is the worker process's CPU time (user +
   sys, all threads) over the same span per event, and ``worker_events_per_cpu_s`` its inverse:
   the rate one free core would reach, less sensitive to other work on a shared machine;
+  ``worker_second_half_*`` the same over the run's second half only, once every customer of
+  the stream has been seen (the first half carries each customer's first event: cache miss,
+  new profile, full Redis write): the steady rate of a long-running worker;
 - ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` of traffic
   like the throughput run's (its events cycled, restamped), with probe events of fresh
   customers, one per ``probe_every``; "visible" = Redis's keyspace notification of the first
@@ -42,6 +45,7 @@ import time
 import tracemalloc
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +99,10 @@ def run(
         worker = _Worker(scoped, run_id)
         try:
             figures["load_average_before"] = os.getloadavg()[0]
-            per_s, cpu_s, done = worker.rate(len(stream))
+            whole, second_half = worker.rate(len(stream))
             figures["load_average_after"] = os.getloadavg()[0]
-            figures["worker_events_per_s"] = round(per_s)
-            figures["worker_cpu_us_per_event"] = round(cpu_s / done * 1e6, 1)
-            figures["worker_events_per_cpu_s"] = round(done / cpu_s)
+            figures.update(whole.figures("worker"))
+            figures.update(second_half.figures("worker_second_half"))
             figures["worker_stats"] = _compact_stats(worker.stats())
             # traffic like the throughput run's (its customers, all event types), then the
             # worst case: every event the first of a new customer (a full profile published)
@@ -109,8 +112,10 @@ def run(
             figures.update(_latency(scoped, fresh, rate, seconds, "latency_new_customers"))
         finally:
             worker.stop()
-        figures["worker_to_raw_ratio"] = round(
-            figures["worker_events_per_s"] / figures["raw_consume_decode_per_s"], 3
+        raw = figures["raw_consume_decode_per_s"]
+        figures["worker_to_raw_ratio"] = round(figures["worker_events_per_s"] / raw, 3)
+        figures["worker_second_half_to_raw_ratio"] = round(
+            figures["worker_second_half_events_per_s"] / raw, 3
         )
     finally:
         delete_topics(scoped, [s.name for s in specs] + _own_topics(scoped))
@@ -199,6 +204,24 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Two samples of (perf_counter, events applied, worker CPU seconds)."""
+
+    start: tuple[float, int, float]
+    end: tuple[float, int, float]
+
+    def figures(self, prefix: str) -> dict[str, Any]:
+        seconds = self.end[0] - self.start[0]
+        events = self.end[1] - self.start[1]
+        cpu = self.end[2] - self.start[2]
+        return {
+            f"{prefix}_events_per_s": round(events / seconds),
+            f"{prefix}_cpu_us_per_event": round(cpu / events * 1e6, 1),
+            f"{prefix}_events_per_cpu_s": round(events / cpu),
+        }
+
+
 class _Worker:
     """A ``cxstream worker -p profiles`` subprocess and its stats."""
 
@@ -244,10 +267,14 @@ class _Worker:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def rate(self, count: int) -> tuple[float, float, int]:
-        """(events/s, CPU seconds, events) from the first applied batch to the last event."""
-        first: float | None = None
-        first_events, first_cpu = 0, 0.0
+    def rate(self, count: int) -> tuple[_Span, _Span]:
+        """The whole run (first applied batch to the last event) and its second half.
+
+        The first half includes every customer's first event (cache misses, full Redis writes,
+        new profiles), which a long-running worker sees only for new customers.
+        """
+        first: tuple[float, int, float] | None = None
+        half: tuple[float, int, float] | None = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -256,10 +283,12 @@ class _Worker:
             done = 0 if stats is None else stats["events"]
             now = time.perf_counter()
             if done and first is None:
-                first, first_events, first_cpu = now, done, self.cpu_seconds()
-            if done >= count and first is not None:
-                cpu = self.cpu_seconds() - first_cpu
-                return (done - first_events) / (now - first), cpu, done - first_events
+                first = (now, done, self.cpu_seconds())
+            if done >= count / 2 and half is None and first is not None:
+                half = (now, done, self.cpu_seconds())
+            if done >= count and first is not None and half is not None:
+                end = (now, done, self.cpu_seconds())
+                return _Span(first, end), _Span(half, end)
             time.sleep(0.05)
         raise ServiceError(f"bench profiles: worker did not finish {count} events; {self.log}")
 
