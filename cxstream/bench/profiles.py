@@ -13,7 +13,7 @@ Figures:
   the stream has been seen (the first half carries each customer's first event: cache miss,
   new profile, full Redis write): the steady rate of a long-running worker;
 - ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` of traffic
-  like the throughput run's (its events cycled, restamped), with probe events of fresh
+  like the throughput run's second half (its events cycled, restamped), with probe events of fresh
   customers, one per ``probe_every``; "visible" = Redis's keyspace notification of the first
   write of the probe's hash; the load is encoded before the clock starts;
   ``latency_new_customers_*`` the same where nearly every event is a new customer's first
@@ -104,9 +104,11 @@ def run(
             figures.update(whole.figures("worker"))
             figures.update(second_half.figures("worker_second_half"))
             figures["worker_stats"] = _compact_stats(worker.stats())
-            # traffic like the throughput run's (its customers, all event types), then the
-            # worst case: every event the first of a new customer (a full profile published)
-            mixed = _latency_load(scoped, int(rate * seconds), probe_every, stream)
+            # traffic like the throughput run's second half (its customers, every event type;
+            # the first half starts with the simulation's registrations and holdings), then
+            # the worst case: every event the first of a new customer (a full profile each)
+            steady = stream[len(stream) // 2 :]
+            mixed = _latency_load(scoped, int(rate * seconds), probe_every, steady)
             figures.update(_latency(scoped, mixed, rate, seconds, "latency"))
             fresh = _latency_load(scoped, int(rate * seconds), probe_every, None)
             figures.update(_latency(scoped, fresh, rate, seconds, "latency_new_customers"))
@@ -408,7 +410,10 @@ def _latency_load(
     codec = build_codec(settings)
     keys = {}
     source = stream or [("channel_interaction", r) for r in sample_events(50_000, seed=5)]
-    probe_template = next(r for name, r in source if name == "channel_interaction")
+    probe_template = next(
+        (r for name, r in source if name == "channel_interaction"),
+        sample_events(1, seed=5)[0],  # a stream without interactions still gets probes
+    )
     now_ms = int(time.time() * 1000)
     load: list[_Send] = []
     for i in range(total + 1):
