@@ -9,9 +9,10 @@ Figures:
   run, and their ratio; ``worker_cpu_us_per_event`` is the worker process's CPU time (user +
   sys, all threads) over the same span per event, and ``worker_events_per_cpu_s`` its inverse:
   the rate one free core would reach, less sensitive to other work on a shared machine;
-  ``worker_second_half_*`` the same over the run's second half only, once every customer of
-  the stream has been seen (the first half carries each customer's first event: cache miss,
-  new profile, full Redis write): the steady rate of a long-running worker;
+  ``worker_second_half_*`` the same over the run's second half only: past the simulation's
+  start-up (every customer's registration and holdings, a first event each: cache miss, new
+  profile, full Redis write), the steady mix of interactions, logins, transactions and
+  feedback, which publishes more per event;
 - ``latency_*``: produce -> visible in Redis at ``rate`` events/s for ``seconds`` of traffic
   like the throughput run's second half (its events cycled, restamped), with probe events of fresh
   customers, one per ``probe_every``; "visible" = Redis's keyspace notification of the first
@@ -272,8 +273,8 @@ class _Worker:
     def rate(self, count: int) -> tuple[_Span, _Span]:
         """The whole run (first applied batch to the last event) and its second half.
 
-        The first half includes every customer's first event (cache misses, full Redis writes,
-        new profiles), which a long-running worker sees only for new customers.
+        The first half is mostly the simulation's start-up (registrations and holdings, every
+        customer's first events); the second half is steady traffic.
         """
         first: tuple[float, int, float] | None = None
         half: tuple[float, int, float] | None = None
