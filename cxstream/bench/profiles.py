@@ -335,7 +335,6 @@ def _latency(
     probes = sum(1 for *_, probe in load if probe is not None)
     sent: dict[str, float] = {}
     lock = threading.Lock()
-    done = threading.Event()
 
     def produce() -> None:
         # encoded before timing: the load generator's own Avro encoding took half a core
@@ -354,7 +353,6 @@ def _latency(
                 if ahead > 0.001:
                     time.sleep(ahead)
             producer.flush(30)
-        done.set()
 
     redis = sync_redis(settings, timeout=None)
     setting = "notify-keyspace-events"
@@ -390,7 +388,7 @@ def _latency(
 
 
 #: one send of a latency run: topic, value, key, event id, probe customer (or None)
-_Send = tuple[str, bytes, str, str, "str | None"]
+_Send = tuple[str, bytes, str, str, str | None]
 
 
 def _latency_load(
@@ -409,7 +407,7 @@ def _latency_load(
     from cxstream.bench.produce import sample_events
 
     codec = build_codec(settings)
-    keys = {}
+    keys: dict[str, tuple[str, ...]] = {}
     source = stream or [("channel_interaction", r) for r in sample_events(50_000, seed=5)]
     probe_template = next(
         (r for name, r in source if name == "channel_interaction"),
