@@ -5,7 +5,8 @@ schema, with fastavro."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import fastavro
@@ -73,15 +74,24 @@ class _Appender:
 
 
 class _ReadPlan:
-    """How to read messages written with one schema id, as the newest version of their type."""
+    """How to read messages written with one schema id, as the newest version of their type.
+
+    ``decode`` gives a :class:`DecodedEvent`; :meth:`columns_reader` (compiled on first use:
+    most consumers never ask) reads a list of messages into one list per field of
+    :attr:`fields`. Both raise the compiled code's raw exceptions; the codec words them.
+    """
 
     def __init__(self, writer: SchemaVersion, reader: SchemaVersion) -> None:
         self.writer = writer
+        self.reader = reader
         self.name = writer.name
         self.schema_id = writer.schema_id
         self.reader_id = reader.schema_id
+        #: the reader schema's top-level field names: the order of :meth:`columns_reader`'s lists
+        self.fields: tuple[str, ...] = tuple(f["name"] for f in reader.definition["fields"])
         self.compiled = True
-        label = f"{writer.name} v{writer.version} as v{reader.version}"
+        self._label = label = f"{writer.name} v{writer.version} as v{reader.version}"
+        self._read_columns: Callable[[Sequence[bytes]], list[list[Any]]] | None = None
         same = writer.schema_id == reader.schema_id
         try:
             self.decode: Callable[[bytes], DecodedEvent] = _ReaderCompiler(
@@ -95,6 +105,24 @@ class _ReadPlan:
                 None if same else fastavro.parse_schema(_strip_logical(reader.definition))
             )
             self.decode = self._fastavro_decode
+
+    def columns_reader(self) -> Callable[[Sequence[bytes]], list[list[Any]]]:
+        """``read(framed messages)``: one list of values per name of :attr:`fields`."""
+        if self._read_columns is None:
+            if self.compiled:
+                same = self.writer.schema_id == self.reader_id
+                self._read_columns = _ReaderCompiler(_Names(self.writer.definition)).compile(
+                    self.writer.definition, None if same else self.reader.definition,
+                    f"{self._label} (columns)", (self.name, self.schema_id), columns=True)
+            else:
+                getters = [itemgetter(name) for name in self.fields]
+
+                def read_columns(messages: Sequence[bytes]) -> list[list[Any]]:
+                    records = [self._fastavro_decode(data).record for data in messages]
+                    return [list(map(get, records)) for get in getters]
+
+                self._read_columns = read_columns
+        return self._read_columns
 
     def _fastavro_decode(self, data: bytes) -> DecodedEvent:
         buf = io.BytesIO(data)

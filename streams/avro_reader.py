@@ -1,6 +1,11 @@
 """Compiled readers: generates, per writer schema, Python that reads a framed message's body
 into a :class:`~streams.avro_wire.DecodedEvent`, resolving the cheap schema changes (fields
-added with a default, removed or reordered) to the reader schema."""
+added with a default, removed or reordered) to the reader schema.
+
+A second shape, *columns* (``compile(..., columns=True)``), reads a whole list of messages of
+one writer schema into one list per top-level reader field (in the reader's order), appending
+each value where it was read: no dict, tuple or call per message, for columnar consumers (the
+ClickHouse sink). It raises on the first message that does not decode, like the single one."""
 
 from __future__ import annotations
 
@@ -132,34 +137,46 @@ class _ReaderCompiler:
         self.records: dict[str, str] = {}
 
     def compile(self, writer: dict[str, Any], reader: dict[str, Any] | None, label: str,
-                event: tuple[str, int]) -> Callable[[bytes], DecodedEvent]:
-        """``entry(framed message) -> DecodedEvent(*event with the record)``."""
-        self.record(writer, None, reader, event=event)
+                event: tuple[str, int], *, columns: bool = False) -> Callable[..., Any]:
+        """``entry(framed message) -> DecodedEvent(*event with the record)``; with ``columns``,
+        ``entry(framed messages) -> [values of each reader field]`` (the reader's order)."""
+        self.record(writer, None, reader, event=event, columns=columns)
         return self.src.build("_entry", label)
 
     def record(self, t: dict[str, Any], ns: str | None, reader: dict[str, Any] | None = None,
-               event: tuple[str, int] | None = None) -> str:
+               event: tuple[str, int] | None = None, columns: bool = False) -> str:
         t, inner = self.names.deref(t, ns)
         full = _fullname(t["name"], t.get("namespace", ns))
         if event is None and full in self.records:
             return self.records[full]
         fn = f"_r{len(self.records)}"
+        depth = 1
         if event is None:
             self.records[full] = fn
             lines = [f"def {fn}(data, pos):"]
+        elif columns:  # every message of the list, each from its header to exactly its end
+            names = [f["name"] for f in (reader or t)["fields"]]
+            lines = ["def _entry(messages):"]
+            lines += [f"    c{i} = []" for i in range(len(names))]
+            lines += ["    for data in messages:", f"        pos = {HEADER_SIZE}"]
+            depth = 2
         else:  # the message itself: start after the header, end exactly at its end
             lines = ["def _entry(data):", f"    pos = {HEADER_SIZE}"]
         values: dict[str, str] = {}
         for f in t["fields"]:
             v = values[f["name"]] = self.src.tmp()
-            lines += self.value(f["type"], inner, v, 1)
+            lines += self.value(f["type"], inner, v, depth)
         if reader is None:
-            out = [f"{f['name']!r}: {values[f['name']]}" for f in t["fields"]]
+            out = [(f["name"], values[f["name"]]) for f in t["fields"]]
         else:
             out = self.resolve(t, inner, reader, values)
-        record = f"{{{', '.join(out)}}}"
+        record = "{" + ", ".join(f"{name!r}: {expr}" for name, expr in out) + "}"
         if event is None:
             lines.append(f"    return {record}, pos")
+        elif columns:
+            lines.append("        if pos != len(data): raise _EndError(pos)")
+            lines += [f"        c{i}.append({expr})" for i, (_, expr) in enumerate(out)]
+            lines.append(f"    return [{', '.join(f'c{i}' for i in range(len(out)))}]")
         else:
             lines += [
                 "    if pos != len(data): raise _EndError(pos)",
@@ -169,7 +186,8 @@ class _ReaderCompiler:
         return fn
 
     def resolve(self, writer: dict[str, Any], ns: str | None, reader: dict[str, Any],
-                values: dict[str, str]) -> list[str]:
+                values: dict[str, str]) -> list[tuple[str, str]]:
+        """``(field name, expression)`` of every reader field, in the reader's order."""
         rnames = _Names(reader)
         rfull = _fullname(reader["name"], reader.get("namespace"))
         rns = rfull.rpartition(".")[0] or None
@@ -182,12 +200,12 @@ class _ReaderCompiler:
             if name in wfields:
                 if _shape(f["type"], rns, rnames) != _shape(wfields[name]["type"], ns, self.names):
                     raise _UnsupportedError(f"field {name} changed type")
-                out.append(f"{name!r}: {values[name]}")
+                out.append((name, values[name]))
             elif "default" in f:
                 value = _default(f["type"], f["default"], rnames, rns)
                 const = self.src.const(value)
                 mutable = isinstance(value, (list, dict))  # each record gets its own copy
-                out.append(f"{name!r}: _deepcopy({const})" if mutable else f"{name!r}: {const}")
+                out.append((name, f"_deepcopy({const})" if mutable else const))
             else:
                 raise _UnsupportedError(f"field {name} added without default")
         return out

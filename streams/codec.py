@@ -26,8 +26,8 @@ parts live in ``streams.avro_wire`` (framing constants, :class:`DecodedEvent`),
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cxstream.errors import DecodeError, SchemaError, ValidationError
 from schemas import SchemaVersion
@@ -137,6 +137,26 @@ class AvroCodec:
             raise _decode_error(self._read_plans[_unpack_header(data)[1]], len(data),
                                 exc) from exc
 
+    def columns_plan(self, header: bytes) -> ColumnsPlan:
+        """How to read messages framed with ``header`` (their first 5 bytes) as columns.
+
+        ``read(messages)`` decodes a list of messages of this header into one list per field
+        of the newest reader schema (:attr:`ColumnsPlan.fields`, in order), with the same
+        schema resolution as :meth:`decode`, and no dict per message: for consumers that want
+        columns. It does no size check and raises the compiled reader's raw exception at the
+        first message that does not decode: a caller meeting one decodes the messages with
+        :meth:`decode` for the worded :class:`DecodeError`. Raises :class:`DecodeError` for a
+        header that is not one (short, bad magic, unknown schema id).
+        """
+        try:
+            magic, schema_id = _unpack_header(header)
+        except (struct.error, TypeError) as exc:
+            raise DecodeError("header shorter than 5 bytes", reason="truncated") from exc
+        if magic != MAGIC:
+            raise DecodeError(f"magic byte {magic}, expected {MAGIC}", reason="bad_magic")
+        plan = self._read_plan(schema_id)
+        return ColumnsPlan(plan.name, schema_id, plan.fields, plan.columns_reader())
+
     def _decode_checked(self, data: bytes) -> DecodedEvent:
         """The slow path: the first message of an id, or a message that is not plain bytes."""
         try:
@@ -161,6 +181,16 @@ class AvroCodec:
 
 
 _unpack_header = _HEADER.unpack_from
+
+
+class ColumnsPlan(NamedTuple):
+    """What :meth:`AvroCodec.columns_plan` returns: the event type, the writer schema id, the
+    reader's field names and the function that reads messages into one list per field."""
+
+    name: str
+    schema_id: int
+    fields: tuple[str, ...]
+    read: Callable[[Sequence[bytes]], list[list[Any]]]
 
 
 def _decode_error(plan: _ReadPlan, size: int, exc: Exception) -> DecodeError:
@@ -195,4 +225,6 @@ def build_codec(settings: Settings) -> AvroCodec:
     return AvroCodec(build_registry(settings), max_event_bytes=settings.max_event_bytes)
 
 
-__all__ = ["HEADER_SIZE", "MAGIC", "AvroCodec", "DecodedEvent", "build_codec", "explain"]
+__all__ = [
+    "HEADER_SIZE", "MAGIC", "AvroCodec", "ColumnsPlan", "DecodedEvent", "build_codec", "explain",
+]  # fmt: skip

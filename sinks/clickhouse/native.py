@@ -10,8 +10,9 @@ so the bytes on the wire are the same Native format either way (tests compare th
 
 - ``DateTime`` / ``DateTime('tz')``: values must all be ints (what the sink builds); one
   ``struct.pack``. Anything else (``datetime`` objects, out-of-range) -> the driver.
-- ``String``: one value repeated -> its encoding written once, repeated; otherwise the driver's
-  Cython writer.
+- ``String``: one value repeated -> its encoding written once, repeated; a few distinct values
+  (a sample of the column decides) -> each encoded once and looked up per value; otherwise the
+  driver's Cython writer.
 - ``Nullable(T)`` for ``T`` a String, integer, float or DateTime: the null map in one
   ``bytes()`` call (or a constant when no / every value is NULL), then ``T`` as above.
 
@@ -73,14 +74,35 @@ def _datetime(items: Sequence[Any]) -> bytes | None:
         return None
 
 
+#: a String column is written value by value from a table of its distinct encodings when a
+#: sample of this many values holds at most _FEW_SAMPLED distinct ones, and the column at most
+#: _FEW_DISTINCT (channel names, topics, sources: a dict lookup each instead of an encode)
+_SAMPLE = 256
+_FEW_SAMPLED = 32
+_FEW_DISTINCT = 1024
+
+
 def _string(encoding: str) -> Encoder:
     def encode(items: Sequence[Any]) -> bytes | None:
         if not items:
             return b""
         first = items[0]
-        if type(first) is str and items.count(first) == len(items):
+        # (the ends first: a column of distinct values fails there, not after counting all)
+        if type(first) is str and items[-1] == first and items.count(first) == len(items):
             data = first.encode(encoding)
             return (_varint(len(data)) + data) * len(items)
+        try:
+            few = len(set(items[:_SAMPLE])) <= _FEW_SAMPLED
+        except TypeError:  # unhashable values: certainly not strings
+            return None
+        if few:
+            distinct = set(items)
+            if len(distinct) <= _FEW_DISTINCT and all(type(v) is str for v in distinct):
+                table = {}
+                for value in distinct:
+                    data = value.encode(encoding)
+                    table[value] = _varint(len(data)) + data
+                return b"".join(map(table.__getitem__, items))
         return None  # the driver's Cython writer (its own loop is as fast as it gets)
 
     return encode

@@ -82,15 +82,40 @@ class TableBatch:
         return [Origin(*row) for row in zip(topics, partitions, offsets, schema_ids, strict=True)]
 
 
-ColumnBuilder = Callable[[list[Mapping[str, Any]]], list[Any]]
+#: a batch's values per source field (field name -> one value per record): what the builders
+#: read, from dict records (:func:`fields_from_records`) or straight from the messages
+#: (:meth:`streams.codec.AvroCodec.columns_plan`)
+FieldColumns = Mapping[str, list[Any]]
+ColumnBuilder = Callable[[FieldColumns, int], list[Any]]
+_INT = {int}
+_INT_OR_NONE = {int, type(None)}
+
+
+def fields_from_records(
+    records: Sequence[Mapping[str, Any]], names: Iterable[str]
+) -> dict[str, list[Any]]:
+    """The ``names`` fields of dict records as columns (a missing field reads as None, as the
+    codec fills it)."""
+    fields: dict[str, list[Any]] = {}
+    for name in names:
+        try:
+            fields[name] = [r[name] for r in records]
+        except KeyError:
+            fields[name] = [r.get(name) for r in records]
+    return fields
+
+
+def take(fields: FieldColumns, keep: Sequence[int]) -> dict[str, list[Any]]:
+    """The values at ``keep`` of every field."""
+    return {name: [values[i] for i in keep] for name, values in fields.items()}
 
 
 class RowBuilder:
     """Turns decoded records into columns of their raw table (one builder per sink).
 
-    Columns are built whole, one list comprehension per column over the batch's records: about
-    five times faster than assembling rows value by value, and already the shape of a columnar
-    insert.
+    Columns are built whole, one pass per column over the batch's field values (and none for a
+    field stored as it is): about five times faster than assembling rows value by value, and
+    already the shape of a columnar insert.
     """
 
     def __init__(self, settings: Settings, catalog: SchemaCatalog | None = None) -> None:
@@ -101,6 +126,11 @@ class RowBuilder:
         }
         self._builders: dict[str, list[ColumnBuilder]] = {
             name: [self._column_builder(c) for c in table.columns if c.kind != "meta"]
+            for name, table in self.tables.items()
+        }
+        #: per table: the record fields its columns are built from
+        self.sources: dict[str, tuple[str, ...]] = {
+            name: tuple(dict.fromkeys(c.source for c in table.columns if c.source))
             for name, table in self.tables.items()
         }
         #: per table: column index and field of every DateTime column (range-checked)
@@ -140,22 +170,43 @@ class RowBuilder:
         schema_ids: list[int],
         ingest_time: int,
     ) -> tuple[TableBatch, list[tuple[int, UnstorableValueError]]]:
-        """:meth:`build` with the coordinates as parallel lists (the sink's fast path)."""
-        rows = list(records)
+        """:meth:`build` with the coordinates as parallel lists."""
+        fields = fields_from_records(records, self.sources[table])
+        return self.build_fields(
+            table, fields, topics, partitions, offsets, schema_ids, ingest_time
+        )
+
+    def build_fields(
+        self,
+        table: str,
+        fields: FieldColumns,
+        topics: list[str],
+        partitions: list[int],
+        offsets: list[int],
+        schema_ids: list[int],
+        ingest_time: int,
+    ) -> tuple[TableBatch, list[tuple[int, UnstorableValueError]]]:
+        """:meth:`build_columns` from field columns (the sink's fast path). Fields the table
+        reads and ``fields`` lacks are NULL; the returned columns may be ``fields``' own lists
+        (not copied), so neither side may change them afterwards."""
+        count = len(offsets)
+        missing = [name for name in self.sources[table] if name not in fields]
+        if missing:
+            fields = {**fields, **{name: [None] * count for name in missing}}
         meta = (topics, partitions, offsets, schema_ids)
-        data = self._columns(table, rows, meta, ingest_time)
-        bad = self._out_of_range(table, data, rows)
+        data = self._columns(table, fields, count, meta, ingest_time)
+        bad = self._out_of_range(table, data, fields)
         columns = self.tables[table].column_names
         if not bad:
             return TableBatch(table, columns, data), []
-        keep = [i for i in range(len(rows)) if i not in bad]
+        keep = [i for i in range(count) if i not in bad]
         kept = (
             [topics[i] for i in keep],
             [partitions[i] for i in keep],
             [offsets[i] for i in keep],
             [schema_ids[i] for i in keep],
         )
-        data = self._columns(table, [rows[i] for i in keep], kept, ingest_time)
+        data = self._columns(table, take(fields, keep), len(keep), kept, ingest_time)
         return TableBatch(table, columns, data), sorted(bad.items())
 
     def row(
@@ -170,25 +221,20 @@ class RowBuilder:
     def _columns(
         self,
         table: str,
-        rows: list[Mapping[str, Any]],
+        fields: FieldColumns,
+        count: int,
         meta: tuple[list[str], list[int], list[int], list[int]],
         ingest_time: int,
     ) -> list[list[Any]]:
-        try:
-            data = [build(rows) for build in self._builders[table]]
-        except KeyError:  # a record without some field: fill it with None like the codec would
-            fields = self.tables[table].columns
-            names = {c.source for c in fields if c.source}
-            rows = [{n: r.get(n) for n in names} for r in rows]
-            data = [build(rows) for build in self._builders[table]]
+        data = [build(fields, count) for build in self._builders[table]]
         topics, partitions, offsets, schema_ids = meta
         # META_COLUMNS order: ingest_time, schema_id, kafka_topic, kafka_partition, kafka_offset
-        data.append([ingest_time] * len(rows))
+        data.append([ingest_time] * count)
         data.extend((schema_ids, topics, partitions, offsets))
         return data
 
     def _out_of_range(
-        self, table: str, data: list[list[Any]], rows: list[Mapping[str, Any]]
+        self, table: str, data: list[list[Any]], fields: FieldColumns
     ) -> dict[int, UnstorableValueError]:
         bad: dict[int, UnstorableValueError] = {}
         for index, name in self._timestamps[table]:
@@ -199,7 +245,7 @@ class RowBuilder:
                 if seconds is not None and not 0 <= seconds <= _MAX_SECONDS and i not in bad:
                     where = f"{table}.{name}"
                     bad[i] = UnstorableValueError(
-                        f"{where}={rows[i][name]!r} ms is outside the DateTime range 1970..2106",
+                        f"{where}={fields[name][i]!r} ms is outside the DateTime range 1970..2106",
                         field=where,
                     )
         return bad
@@ -207,39 +253,56 @@ class RowBuilder:
     def _column_builder(self, column: Column) -> ColumnBuilder:
         name, kind = column.source, column.kind
         nullable = "Nullable" in column.type
-        if kind in {"value", "bool"}:  # booleans go as they are: UInt8 takes True/False
-            return lambda rows: [r[name] for r in rows]
+        if kind in {"value", "bool"}:  # as they are (booleans too: UInt8 takes True/False)
+            return lambda fields, n: fields[name]
         if kind == "ts":
             if nullable:
-                return lambda rows: [
-                    None if (v := r[name]) is None else _ms(v) // 1000 for r in rows
-                ]
-            return lambda rows: [_ms(r[name]) // 1000 for r in rows]
+                return lambda fields, n: _seconds_or_none(fields[name])
+            return lambda fields, n: _seconds(fields[name])
         if kind == "ts_ms":
-            return lambda rows: [_ms(r[name]) for r in rows]
+            return lambda fields, n: _millis(fields[name])
         if kind == "pii":
             if self.clear:
-                return lambda rows: [r[name] for r in rows]
+                return lambda fields, n: fields[name]
             pseudonymise, pii_class = self._pseudonymise, column.detail
-            return lambda rows: [
-                None if (v := r[name]) is None else pseudonymise(v, pii_class) for r in rows
+            return lambda fields, n: [
+                None if v is None else pseudonymise(v, pii_class) for v in fields[name]
             ]
         if kind == "free_text":
             if self.clear:
-                return lambda rows: [r[name] for r in rows]
-            return lambda rows: [None] * len(rows)
+                return lambda fields, n: fields[name]
+            return lambda fields, n: [None] * n
         if kind == "text_length":
-            return lambda rows: [len(r[name] or "") for r in rows]
+            return lambda fields, n: [len(v or "") for v in fields[name]]
         if kind == "map_keys":
-            return lambda rows: [list(r[name] or ()) for r in rows]
+            return lambda fields, n: [list(v or ()) for v in fields[name]]
         if kind == "map_values":
-            return lambda rows: [list((r[name] or {}).values()) for r in rows]
+            return lambda fields, n: [list((v or {}).values()) for v in fields[name]]
         if kind == "array":
-            return lambda rows: [list(r[name] or ()) for r in rows]
+            return lambda fields, n: [list(v or ()) for v in fields[name]]
         if kind == "record_array":
             sub = column.detail
-            return lambda rows: [[item[sub] for item in r[name] or ()] for r in rows]
+            return lambda fields, n: [[item[sub] for item in v or ()] for v in fields[name]]
         raise ValueError(f"{column.name}: unknown column kind {kind!r}")
+
+
+# the codec's timestamps are int epoch milliseconds: one type check per column, not per value
+def _seconds(values: list[Any]) -> list[int]:
+    if set(map(type, values)) <= _INT:
+        return [v // 1000 for v in values]
+    return [_ms(v) // 1000 for v in values]
+
+
+def _seconds_or_none(values: list[Any]) -> list[int | None]:
+    if set(map(type, values)) <= _INT_OR_NONE:
+        return [None if v is None else v // 1000 for v in values]
+    return [None if v is None else _ms(v) // 1000 for v in values]
+
+
+def _millis(values: list[Any]) -> list[int]:
+    if set(map(type, values)) <= _INT:
+        return values
+    return [_ms(v) for v in values]
 
 
 def _ms(value: Any) -> int:

@@ -108,8 +108,10 @@ from sinks.clickhouse.rows import (
     RowBuilder,
     TableBatch,
     dead_letter_row,
+    fields_from_records,
+    take,
 )
-from streams.codec import AvroCodec
+from streams.codec import HEADER_SIZE, AvroCodec, ColumnsPlan
 from streams.dlq import DLQ_TOPIC, H_ERROR_REASON, DeadLetter, SourceMessage, build_dead_letter
 from streams.gc_tuning import tuned_garbage_collector
 from streams.kafka_config import confluent_config
@@ -120,8 +122,9 @@ log = logging.getLogger(__name__)
 STEP = "clickhouse_sink"
 DEAD_LETTER_TABLE = "dead_letter"
 TopicKey = tuple[str, int]
-#: per event type: records and their Kafka coordinates as parallel lists (no per-row objects)
-_Grouped = dict[str, tuple[list[Any], list[str], list[int], list[int], list[int]]]
+#: per event type: field columns (sinks.clickhouse.rows.FieldColumns) and the Kafka
+#: coordinates and writer schema id of every record, as parallel lists (no per-row objects)
+_Grouped = dict[str, tuple[dict[str, list[Any]], list[str], list[int], list[int], list[int]]]
 _BATCH_COLUMNS = (
     "at", "at_ms", "group_id", "worker", "target", "rows", "fenced_rows", "dead_letters",
     "attempts", "insert_ms", "batch_ms", "delay_ms_max", "delay_ms_sum",
@@ -871,9 +874,9 @@ class ClickHouseSink:
         ingest_time = int(time.time())
         messages = batch.messages
         # consumed messages always have all three (the stubs say Optional)
-        topics: list[str] = [m.topic() for m in messages]  # type: ignore[misc]
-        partitions: list[int] = [m.partition() for m in messages]  # type: ignore[misc]
-        offsets: list[int] = [m.offset() for m in messages]  # type: ignore[misc]
+        topics: list[str] = list(map(Message.topic, messages))  # type: ignore[arg-type]
+        partitions: list[int] = list(map(Message.partition, messages))  # type: ignore[arg-type]
+        offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
         bounds = batch.bounds
         for key, offset in zip(zip(topics, partitions, strict=True), offsets, strict=True):
             bound = bounds.get(key)
@@ -889,9 +892,9 @@ class ClickHouseSink:
         batch.blocklist_version, blocklist = self._blocklist
         if len(blocklist):
             self._drop_erased_records(batch, grouped, blocklist)
-        for name, (records, topics, partitions, offsets, schema_ids) in grouped.items():
-            table, unstorable = self.rows.build_columns(
-                name, records, topics, partitions, offsets, schema_ids, ingest_time
+        for name, (fields, topics, partitions, offsets, schema_ids) in grouped.items():
+            table, unstorable = self.rows.build_fields(
+                name, fields, topics, partitions, offsets, schema_ids, ingest_time
             )
             for index, error in unstorable:
                 message = _message(batch, Origin(topics[index], partitions[index], offsets[index]))
@@ -909,42 +912,66 @@ class ClickHouseSink:
         offsets: list[int],
     ) -> _Grouped | None:
         """The common batch, whole lists at a time: every message an event of a type with a
-        table. ``None`` when it is not (a tombstone, bad bytes, dead letters): then
-        :meth:`_decode_each` takes it message by message."""
+        table, read straight into field columns (:meth:`AvroCodec.columns_plan`: no dict per
+        message). ``None`` when it is not (a tombstone, bad bytes, dead letters): then
+        :meth:`_decode_each` takes it message by message and words the errors."""
         if not messages or self.dlq_topic in set(topics):
             return None
-        values = [m.value() for m in messages]
-        if None in values:
+        values = list(map(Message.value, messages))
+        if None in values or max(map(len, values)) > self.codec.max_event_bytes:  # type: ignore[arg-type]
             return None
-        try:
-            events = list(map(self.codec.decode, values))  # type: ignore[arg-type]
-        except DecodeError:
-            return None
-        names, records, schema_ids = zip(*events, strict=True)
-        first = names[0]
-        if names.count(first) == len(names):  # one topic, or several of one event type
-            if first not in self.rows.tables:
+        headers = [v[:HEADER_SIZE] for v in values]  # type: ignore[index]
+        first = headers[0]
+        where: dict[bytes, list[int]] = {}
+        if headers.count(first) == len(headers):  # one topic, or several of one writer schema
+            where[first] = list(range(len(headers)))
+        else:
+            for i, header in enumerate(headers):
+                where.setdefault(header, []).append(i)
+        by_name: dict[str, list[tuple[ColumnsPlan, list[int]]]] = {}
+        for header, index in where.items():
+            try:
+                plan = self.codec.columns_plan(header)
+            except DecodeError:
                 return None
-            return {first: (list(records), topics, partitions, offsets, list(schema_ids))}
-        where: dict[str, list[int]] = {}
-        for i, name in enumerate(names):
-            found = where.get(name)
-            if found is None:
-                where[name] = [i]
-            else:
-                found.append(i)
-        if not where.keys() <= self.rows.tables.keys():
-            return None
-        return {
-            name: (
-                [records[i] for i in index],
-                [topics[i] for i in index],
-                [partitions[i] for i in index],
-                [offsets[i] for i in index],
-                [schema_ids[i] for i in index],
+            if plan.name not in self.rows.tables:
+                return None
+            by_name.setdefault(plan.name, []).append((plan, index))
+        whole = len(where) == 1
+        grouped: _Grouped = {}
+        for name, parts in by_name.items():
+            try:
+                read = [
+                    plan.read(values if whole else [values[i] for i in index])  # type: ignore[arg-type,misc]
+                    for plan, index in parts
+                ]
+            except Exception:  # a body the compiled reader rejects: worded message by message
+                return None
+            # every writer version of a type reads as the newest: one field order per type
+            names = parts[0][0].fields
+            if whole:
+                schema_ids = [parts[0][0].schema_id] * len(values)
+                fields = dict(zip(names, read[0], strict=True))
+                grouped[name] = (fields, topics, partitions, offsets, schema_ids)
+                continue
+            picked = [i for _, index in parts for i in index]
+            schema_ids = [plan.schema_id for plan, index in parts for _ in index]
+            if len(parts) == 1:
+                columns = read[0]
+            else:  # writer versions of one type mixed: joined, then back in message order
+                columns = [[v for part in read for v in part[f]] for f in range(len(names))]
+                order = sorted(range(len(picked)), key=picked.__getitem__)
+                picked = [picked[k] for k in order]
+                schema_ids = [schema_ids[k] for k in order]
+                columns = [[column[k] for k in order] for column in columns]
+            grouped[name] = (
+                dict(zip(names, columns, strict=True)),
+                [topics[i] for i in picked],
+                [partitions[i] for i in picked],
+                [offsets[i] for i in picked],
+                schema_ids,
             )
-            for name, index in where.items()
-        }
+        return grouped
 
     def _decode_each(
         self,
@@ -957,7 +984,7 @@ class ClickHouseSink:
     ) -> _Grouped:
         """Message by message: dead-letter rows, tombstones and what does not decode."""
         decode, known, dlq_topic = self.codec.decode, self.rows.tables, self.dlq_topic
-        grouped: _Grouped = {}
+        records: dict[str, tuple[list[Any], list[str], list[int], list[int], list[int]]] = {}
         tombstones = 0
         for message, topic, partition, offset in zip(
             batch.messages, topics, partitions, offsets, strict=True
@@ -979,33 +1006,44 @@ class ClickHouseSink:
                 batch.dead.append(self._letter(message, exc, exc.reason))
                 batch.topic(topic).dead_letters += 1
                 continue
-            group = grouped.get(event.name)
+            group = records.get(event.name)
             if group is None:
-                group = grouped[event.name] = ([], [], [], [], [])
+                group = records[event.name] = ([], [], [], [], [])
             group[0].append(event.record)
             group[1].append(topic)
             group[2].append(partition)
             group[3].append(offset)
             group[4].append(event.schema_id)
         self.stats.tombstones += tombstones
-        return grouped
+        return {
+            name: (fields_from_records(group[0], self.rows.sources[name]), *group[1:])
+            for name, group in records.items()
+        }
 
     def _drop_erased_records(self, batch: _Batch, grouped: _Grouped, blocklist: BlockList) -> None:
         """Drop events of erased customers from before their erasure (a replay): never stored."""
         drops = blocklist.drops
         erased = 0
         for name, group in list(grouped.items()):
-            records = group[0]
-            dropped = [i for i, record in enumerate(records) if drops(record)]
+            fields = group[0]
+            # the fields BlockList.drops reads, per record
+            wanted = ("occurred_at", *CLEAR_ID_COLUMNS, *PSEUDONYM_COLUMNS)
+            read = [n for n in wanted if n in fields]
+            columns = [fields[n] for n in read]
+            dropped = [
+                i
+                for i in range(len(group[1]))
+                if drops({n: column[i] for n, column in zip(read, columns, strict=True)})
+            ]
             if not dropped:
                 continue
             for i in dropped:
                 batch.topic(group[1][i]).erased += 1
             erased += len(dropped)
             gone = set(dropped)
-            keep = [i for i in range(len(records)) if i not in gone]
+            keep = [i for i in range(len(group[1])) if i not in gone]
             grouped[name] = (
-                [records[i] for i in keep],
+                take(fields, keep),
                 [group[1][i] for i in keep],
                 [group[2][i] for i in keep],
                 [group[3][i] for i in keep],

@@ -48,10 +48,14 @@ CASES: list[tuple[str, list[Any]]] = [
     ("DateTime", [5, 6]),
     ("String", ["cx.channel_interaction"] * 7),
     ("String", ["a", "bé", ""]),
+    ("String", [("web", "分行", "")[i % 3] for i in range(1000)]),  # few distinct: a table
+    ("String", [f"v{i % 40}" for i in range(300)]),  # too many in the sample: the driver
+    ("String", [f"v{i % 5}" for i in range(300)] + [f"w{i}" for i in range(2000)]),
     ("Nullable(String)", [None, "x", "é" * 200, None]),
     ("Nullable(String)", [None, None, None]),
     ("Nullable(String)", ["same", "same"]),
     ("Nullable(String)", ["a", "b"]),
+    ("Nullable(String)", [(None, "zh-CN", "en")[i % 3] for i in range(500)]),
     ("Nullable(Int64)", [None, 1, -5, 2**62]),
     ("Nullable(Int32)", [1, 2, 3]),
     ("Nullable(UInt8)", [True, False, None]),
@@ -81,6 +85,9 @@ def test_fast_encoder_writes_the_drivers_bytes(spec: str, items: list[Any]) -> N
         ("Nullable(Int32)", [None, 2**40]),
         ("Nullable(UInt8)", [-1]),
         ("Nullable(String)", [None, 5]),  # not a string
+        ("String", ["a", 5, "a", "b"] * 10),
+        ("String", ["a", b"a"] * 10),
+        ("String", [["a"], ["b"]]),
     ],
 )
 def test_values_the_fast_path_cannot_pack_are_left_to_the_driver(

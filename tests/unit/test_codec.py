@@ -392,3 +392,66 @@ def test_a_record_containing_itself_is_a_validation_error(tmp_path: Path) -> Non
     loop["next"] = loop
     with pytest.raises(ValidationError, match="nests too deeply"):
         codec.encode("node", loop)
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def columns_of(codec: AvroCodec, messages: list[bytes]) -> list[list[Any]]:
+    return codec.columns_plan(messages[0][:HEADER_SIZE]).read(messages)
+
+
+def test_columns_hold_the_decoded_values_in_reader_field_order(codec: AvroCodec) -> None:
+    for name in CATALOG.names():
+        newest = CATALOG.latest(name)
+        for sv in CATALOG.versions(name):
+            header = b"\x00" + sv.schema_id.to_bytes(4, "big")
+            records = random_records(sv.definition, 60, seed=sv.schema_id + 7)
+            messages = [header + fastavro_bytes(sv, record) for record in records]
+            plan = codec.columns_plan(header)
+            assert (plan.name, plan.schema_id) == (name, sv.schema_id)
+            assert plan.fields == tuple(f["name"] for f in newest.definition["fields"])
+            decoded = [codec.decode(m).record for m in messages]
+            expected = [[record[f] for record in decoded] for f in plan.fields]
+            assert plan.read(messages) == expected
+            assert plan.read([]) == [[] for _ in plan.fields]
+
+
+def test_columns_through_fastavro_and_with_mutable_defaults(tmp_path: Path) -> None:
+    v1 = {"type": "record", "name": "P", "fields": [{"name": "n", "type": "int"}]}
+    v2 = {"type": "record", "name": "P", "fields": [
+        {"name": "n", "type": "long"},  # a promotion: fastavro resolves it
+        {"name": "extra", "type": {"type": "array", "items": "string"}, "default": []}]}
+    m1 = {"type": "record", "name": "M", "fields": [{"name": "a", "type": "string"}]}
+    m2 = {"type": "record", "name": "M", "fields": [
+        {"name": "a", "type": "string"},
+        {"name": "tags", "type": {"type": "map", "values": "long"}, "default": {}}]}
+    catalog = catalog_of(tmp_path, {"p": [v1, v2], "m": [m1, m2]})
+    codec = AvroCodec(EmbeddedRegistry(catalog))
+    old_p, old_m = catalog.versions("p")[0], catalog.versions("m")[0]
+    p_head = b"\x00" + old_p.schema_id.to_bytes(4, "big")
+    p_data = [p_head + fastavro_bytes(old_p, {"n": n}) for n in (7, -3)]
+    assert columns_of(codec, p_data) == [[7, -3], [[], []]]
+    assert not codec._read_plans[old_p.schema_id].compiled
+    m_head = b"\x00" + old_m.schema_id.to_bytes(4, "big")
+    m_data = [m_head + fastavro_bytes(old_m, {"a": a}) for a in ("x", "y")]
+    a_values, tags = columns_of(codec, m_data)
+    assert (a_values, tags) == (["x", "y"], [{}, {}])
+    tags[0]["n"] = 1
+    assert tags[1] == {}
+
+
+def test_columns_plans_refuse_bad_headers_and_reads_raise_on_bad_bodies(
+    codec: AvroCodec, framed: bytes
+) -> None:
+    for header, why in [(b"\x00\x00", "truncated"), (b"\x01" + framed[1:5], "bad_magic"),
+                        (b"\x00\x00\x00\x99\x99", "unknown_schema_id")]:
+        with pytest.raises(DecodeError) as info:
+            codec.columns_plan(header)
+        assert info.value.reason == why
+    read = codec.columns_plan(framed[:HEADER_SIZE]).read
+    for cut in range(HEADER_SIZE, len(framed)):
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the compiled reader's raw error
+            read([framed, framed[:cut], framed])
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        read([framed, framed + b"\x00"])
