@@ -82,7 +82,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -576,18 +576,9 @@ class ClickHouseSink:
             ids = [c for c in (*CLEAR_ID_COLUMNS, *PSEUDONYM_COLUMNS) if c in table.columns]
             if name in batch.inserted or not ids or "occurred_at_ms" not in table.columns:
                 continue
-            columns = [table.column(c) for c in ids]
-            occurred = table.column("occurred_at_ms")
-            dropped = [
-                i
-                for i in range(len(table))
-                if blocklist.drops(
-                    {
-                        "occurred_at": occurred[i],
-                        **{c: col[i] for c, col in zip(ids, columns, strict=True)},
-                    }
-                )
-            ]
+            dropped = _erased_indices(
+                blocklist, table.column("occurred_at_ms"), {c: table.column(c) for c in ids}
+            )
             if not dropped:
                 continue
             topics = table.column("kafka_topic")
@@ -951,28 +942,26 @@ class ClickHouseSink:
                 return None
             # every writer version of a type reads as the newest: one field order per type
             names = parts[0][0].fields
-            if whole:
-                schema_ids = [parts[0][0].schema_id] * len(values)
-                fields = dict(zip(names, read[0], strict=True))
-                grouped[name] = (fields, topics, partitions, offsets, schema_ids)
-                continue
             picked = [i for _, index in parts for i in index]
             schema_ids = [plan.schema_id for plan, index in parts for _ in index]
-            if len(parts) == 1:
-                columns = read[0]
-            else:  # writer versions of one type mixed: joined, then back in message order
-                columns = [[v for part in read for v in part[f]] for f in range(len(names))]
+            columns = read[0]
+            if len(parts) > 1:  # writer versions of one type mixed: joined, in message order
                 order = sorted(range(len(picked)), key=picked.__getitem__)
+                joined = [[v for part in read for v in part[f]] for f in range(len(names))]
+                columns = [[column[k] for k in order] for column in joined]
                 picked = [picked[k] for k in order]
                 schema_ids = [schema_ids[k] for k in order]
-                columns = [[column[k] for k in order] for column in columns]
-            grouped[name] = (
-                dict(zip(names, columns, strict=True)),
-                [topics[i] for i in picked],
-                [partitions[i] for i in picked],
-                [offsets[i] for i in picked],
-                schema_ids,
-            )
+            fields = dict(zip(names, columns, strict=True))
+            if whole:
+                grouped[name] = (fields, topics, partitions, offsets, schema_ids)
+            else:
+                grouped[name] = (
+                    fields,
+                    [topics[i] for i in picked],
+                    [partitions[i] for i in picked],
+                    [offsets[i] for i in picked],
+                    schema_ids,
+                )
         return grouped
 
     def _decode_each(
@@ -1024,26 +1013,19 @@ class ClickHouseSink:
 
     def _drop_erased_records(self, batch: _Batch, grouped: _Grouped, blocklist: BlockList) -> None:
         """Drop events of erased customers from before their erasure (a replay): never stored."""
-        drops = blocklist.drops
         erased = 0
         for name, group in list(grouped.items()):
             fields = group[0]
-            # the fields BlockList.drops reads, per record
-            wanted = ("occurred_at", *CLEAR_ID_COLUMNS, *PSEUDONYM_COLUMNS)
-            read = [n for n in wanted if n in fields]
-            columns = [fields[n] for n in read]
-            dropped = [
-                i
-                for i in range(len(group[1]))
-                if drops({n: column[i] for n, column in zip(read, columns, strict=True)})
-            ]
+            count = len(group[1])
+            ids = {n: fields[n] for n in (*CLEAR_ID_COLUMNS, *PSEUDONYM_COLUMNS) if n in fields}
+            dropped = _erased_indices(blocklist, fields.get("occurred_at") or [None] * count, ids)
             if not dropped:
                 continue
             for i in dropped:
                 batch.topic(group[1][i]).erased += 1
             erased += len(dropped)
             gone = set(dropped)
-            keep = [i for i in range(len(group[1])) if i not in gone]
+            keep = [i for i in range(count) if i not in gone]
             grouped[name] = (
                 take(fields, keep),
                 [group[1][i] for i in keep],
@@ -1271,6 +1253,21 @@ class ClickHouseSink:
             self.backend.insert("sink_batches", _BATCH_COLUMNS, data)
         except ClickHouseError as exc:  # telemetry only: never hold the data up for it
             log.warning("could not record batch telemetry: %s", exc)
+
+
+def _erased_indices(
+    blocklist: BlockList, occurred_ms: Sequence[Any], ids: Mapping[str, Sequence[Any]]
+) -> list[int]:
+    """Indices of the rows :meth:`BlockList.drops` refuses, read from columns: their
+    ``occurred_at`` (ms) and the identifier columns they have."""
+    names, columns = list(ids), list(ids.values())
+    return [
+        i
+        for i, occurred in enumerate(occurred_ms)
+        if blocklist.drops(
+            {"occurred_at": occurred, **{n: c[i] for n, c in zip(names, columns, strict=True)}}
+        )
+    ]
 
 
 def _marks(blocklist: BlockList) -> dict[str, int]:
