@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cxstream.settings import Settings
 from streams.batching import (
     FETCH_MAX_WAIT_ATTR,
+    GC_BETWEEN_BATCHES_ATTR,
     BatchDecoder,
     BatchHandler,
     BatchLane,
@@ -35,6 +36,7 @@ from streams.batching import (
 )
 from streams.codec import AvroCodec, build_codec
 from streams.dlq import DLQ_TOPIC, DeadLetterCounts, DeadLetterQueue, faust_sender
+from streams.gc_tuning import BetweenBatchesCollector
 from streams.kafka_config import faust_broker_settings
 from streams.producer import partition_key
 from streams.topics import DLQ_MAX_MESSAGE_BYTES
@@ -208,6 +210,10 @@ def create_app(
     worker.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(worker.app_id, **config)
     setattr(app, FETCH_MAX_WAIT_ATTR, worker.fetch_max_wait_ms)
+    if worker.gc_between_batches:
+        _, middle_every, old_every = worker.gc_thresholds
+        collector = BetweenBatchesCollector(worker.gc_between_batches, middle_every, old_every)
+        setattr(app, GC_BETWEEN_BATCHES_ATTR, collector)
     counts = DeadLetterCounts()
     context = AppContext(
         settings=settings,

@@ -415,6 +415,9 @@ class BatchLane:
 
 #: attribute of the Faust app holding ``worker.fetch_max_wait_ms`` (set by ``create_app``)
 FETCH_MAX_WAIT_ATTR = "cx_fetch_max_wait_ms"
+#: attribute of the Faust app holding its :class:`streams.gc_tuning.BetweenBatchesCollector`
+#: (set by ``create_app`` when ``worker.gc_between_batches`` is on)
+GC_BETWEEN_BATCHES_ATTR = "cx_gc_between_batches"
 
 
 def install_batch_lanes(app: Any) -> dict[str, BatchLane]:
@@ -482,8 +485,12 @@ def _batching_transport_class() -> type:
             to_message = self._to_message
             unacked_add = self._unacked_messages.add
             on_message_in = self.app.sensors.on_message_in
+            collector = getattr(self.app, GC_BETWEEN_BATCHES_ATTR, None)
+            after_batch = None if collector is None else collector.after_batch
             try:
                 while not (consumer_should_stop() or fetcher_should_stop()):
+                    if after_batch is not None:
+                        after_batch()  # the last fetch's events are gone: a cheap collection
                     records, active = await self._wait_next_records(1.0)
                     await self.sleep(0)
                     if records is None or self.should_stop:

@@ -65,12 +65,16 @@ def worker(
     import faust
 
     from streams.app import create_app
-    from streams.gc_tuning import tuned_garbage_collector
+    from streams.gc_tuning import tuned_garbage_collector, worker_thresholds
 
     app = create_app(settings, processors=processors)
+    worker = settings.worker
+    thresholds = worker_thresholds(
+        worker.gc_thresholds, worker.gc_between_batches, worker.gc_backstop_threshold
+    )
     # Worker installs SIGINT/SIGTERM handlers that stop the app (commit, flush, leave group);
     # execute_from_commandline never returns: it raises SystemExit with the exit code.
-    with tuned_garbage_collector(settings.worker.gc_thresholds):
+    with tuned_garbage_collector(thresholds):
         faust.Worker(
             app,
             loglevel=(loglevel or settings.log_level).lower(),

@@ -92,6 +92,8 @@ def run(
         "publish_interval_ms": scoped.profiles.publish_interval_ms,
         "cache_states": scoped.profiles.cache_states,
         "gc_thresholds": list(scoped.worker.gc_thresholds),
+        "gc_between_batches": scoped.worker.gc_between_batches,
+        "gc_backstop_threshold": scoped.worker.gc_backstop_threshold,
     }
     try:
         stream = _simulated(events)
@@ -241,6 +243,8 @@ class _Worker:
                 "CX_WORKER__DATA_DIR": str(settings.worker.data_dir),
                 "CX_WORKER__STORE": settings.worker.store,
                 "CX_WORKER__GC_THRESHOLDS": json.dumps(settings.worker.gc_thresholds),
+                "CX_WORKER__GC_BETWEEN_BATCHES": str(settings.worker.gc_between_batches),
+                "CX_WORKER__GC_BACKSTOP_THRESHOLD": str(settings.worker.gc_backstop_threshold),
                 "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
                 "CX_PROFILES__CACHE_STATES": str(settings.profiles.cache_states),
                 "CX_LOG_LEVEL": "WARNING",
