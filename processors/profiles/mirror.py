@@ -12,7 +12,8 @@ sent. The write runs in a Lua script that applies it only if the hash holds exac
 version, i.e. every other field was written from the very state the changes started from
 (a version is one state: every applied change bumps it). Otherwise (hash missing, expired,
 Redis restarted empty, a failed earlier write, another worker's write) the customer is written
-in full right after; recoveries, replays and rebuilds always write in full. A hash holding a
+in full right after, as the table holds it now (the loader: a publication's entry carries only
+its changed attributes); recoveries, replays and rebuilds always write in full. A hash holding a
 newer version than the write is left alone.
 One ``EVALSHA`` per chunk of customers, packed by hiredis and sent on one connection, replaces
 an HSET + EXPIRE pair per customer through redis-py's pipeline, whose Python-side command
@@ -52,10 +53,16 @@ log = logging.getLogger(__name__)
 #: compact JSON as bytes (orjson; what hiredis packs without another encode)
 _dumpb = orjson.dumps
 #: (customer id, view or None to delete, version, attributes to write or None for all, base
-#: version: the version of the state the other attributes were last written from)
+#: version: the version of the state the other attributes were last written from). A partial
+#: write's view needs only the attributes it names (:func:`needs_full_view` tells which).
 Entry = tuple[str, dict[str, Any] | None, int, frozenset[str] | None, int]
 #: customer id -> (view, version) from the table, or None when unknown
 Loader = Callable[[str], tuple[dict[str, Any], int] | None]
+
+
+def needs_full_view(names: frozenset[str] | None, base: int) -> bool:
+    """Whether a publication is written in full (so its entry needs every attribute)."""
+    return names is None or base == 0  # base 0: Redis cannot hold it yet
 
 
 def profile_key(settings: Settings, customer_id: str) -> str:
@@ -262,11 +269,12 @@ class RedisMirror:
                 if view is None:
                     extend(("d", "0", "", "0"))
                     continue
-                if names is None or base == 0:  # base 0: Redis cannot hold it yet
+                if needs_full_view(names, base):
                     fields = _field_values(view, view, version, now)
                     append("f")
                     self.full_writes += 1
                 else:
+                    assert names is not None
                     fields = _field_values(view, names, version, now)
                     append("p")
                 append(str(version))
@@ -278,9 +286,10 @@ class RedisMirror:
             missing = await self._run(keys, argv)
             self.fields_written += fields_written
             if missing:
-                # partial writes of hashes Redis no longer has: write those in full
-                full = [chunk[index - 1] for index in missing]
-                await self._write([(e[0], e[1], e[2], None, e[4]) for e in full])
+                # partial writes of hashes Redis no longer has (or holds from another state):
+                # write those customers in full, from the table (a publication carries only
+                # the attributes its events changed; the table may be newer, never older)
+                await self._write_ids([chunk[index - 1][0] for index in missing])
             for _, view, _, _, _ in chunk:
                 if view is None:
                     self.deleted += 1

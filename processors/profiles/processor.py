@@ -64,9 +64,9 @@ from processors.profiles.engine import (
     encode_state,
 )
 from processors.profiles.fold import PROFILE_EVENTS, TOPIC_CODES, TOUCHES, Profile, has_profile
-from processors.profiles.mirror import Entry, RedisMirror, redis_for
+from processors.profiles.mirror import Entry, RedisMirror, needs_full_view, redis_for
 from processors.profiles.publisher import Publications
-from processors.profiles.view import profile_view, snapshot_record, touched_attributes, with_ages
+from processors.profiles.view import profile_view, publication, touched_attributes, with_ages
 from streams.batching import BatchLane, InputEvent, LaneHandler, SeenEvents, acting_for
 from streams.producer import EventProducer
 
@@ -214,10 +214,13 @@ class ProfilesProcessor:
                 if not has_profile(state):
                     entries.append((cid, None, 0, None, 0))  # erased: make sure it is gone
                     continue
-                view = profile_view(cid, state)
                 version = state.get("v", 0)
+                # only what the write sends: the attributes its events changed, or all
+                view, record = publication(
+                    cid, state, None if needs_full_view(names, base) else names, version, now
+                )
                 entries.append((cid, view, version, names, base))
-                records.append(snapshot_record(view, version, now))
+                records.append(record)
             snapshots = self.snapshots
             snapshots.produce_many("profile_snapshot", records)
             snapshots.poll(0)

@@ -11,6 +11,7 @@ events alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sinks.clickhouse.tables import ONLINE_CHANNELS
@@ -37,24 +38,47 @@ SEGMENTS = (
 
 def segment(view: dict[str, Any]) -> str:
     """The segment of a profile view (:func:`processors.profiles.view.profile_view`)."""
-    if (view.get("security_flags") or {}).get("count", 0) > 0:
-        return "security_watch"
-    scores = (view.get("survey_scores") or {}).values()
-    if view.get("open_feedback", 0) >= OPEN_FEEDBACK_AT_RISK or any(s < LOW_SCORE for s in scores):
-        return "at_risk"
     channels = view.get("channels") or {}
-    total = sum(entry["count"] for entry in channels.values())
+    registration = view.get("registration") or {}
+    return segment_of(
+        (view.get("security_flags") or {}).get("count", 0),
+        (view.get("survey_scores") or {}).values(),
+        view.get("open_feedback", 0),
+        {name: entry["count"] for name, entry in channels.items()},
+        (view.get("transactions") or {}).get("count") or 0,
+        registration.get("bank_segment"),
+    )
+
+
+def segment_of(
+    security_flags: int,
+    survey_scores: Iterable[int],
+    open_feedback: int,
+    channel_counts: Mapping[str, int],
+    transactions: int,
+    bank_segment: str | None,
+) -> str:
+    """The rule itself, on the parts of a profile it reads (the publisher computes them from
+    the stored state without building a view first).
+
+    >>> segment_of(0, [], 0, {"branch": 5}, 0, None)
+    'branch_reliant'
+    """
+    if security_flags > 0:
+        return "security_watch"
+    if open_feedback >= OPEN_FEEDBACK_AT_RISK or any(s < LOW_SCORE for s in survey_scores):
+        return "at_risk"
+    total = sum(channel_counts.values())
     if total < MIN_INTERACTIONS:
-        if total == 0 and not (view.get("transactions") or {}).get("count"):
+        if total == 0 and not transactions:
             return "new"
     else:
-        online = sum(channels[c]["count"] for c in ONLINE_CHANNELS if c in channels)
+        online = sum(channel_counts[c] for c in ONLINE_CHANNELS if c in channel_counts)
         share = online / total
         if share >= DIGITAL_SHARE:
             return "digital_first"
         if share < BRANCH_SHARE:
             return "branch_reliant"
-    registration = view.get("registration") or {}
-    if registration.get("bank_segment") in PREMIUM_BANK_SEGMENTS:
+    if bank_segment in PREMIUM_BANK_SEGMENTS:
         return "premium"
     return "mainstream"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from hashlib import sha1
 from typing import Any
 
 from processors.profiles.fold import CLOSED_STATUSES, ERASED, SEVERITIES, Profile
-from processors.profiles.segment import segment
+from processors.profiles.segment import segment_of
 
 #: attributes of every view, in order (the Redis hash fields besides version/updated_at)
 ATTRIBUTES: tuple[str, ...] = (
@@ -157,60 +158,190 @@ def _transactions(p: Profile) -> dict[str, Any]:
 
 def profile_view(customer_id: str, p: Profile) -> dict[str, Any]:
     """Every attribute of :data:`ATTRIBUTES` for stored profile ``p``."""
-    channels, requests, seen = _channels(p)
-    open_at = [
+    return view_attributes(customer_id, p, ATTRIBUTES)
+
+
+#: attributes computed from the merged channel activity (see :func:`_channels`)
+_CHANNEL_ATTRIBUTES = frozenset(
+    ("channels", "preferred_channel", "last_seen_at", "info_requests_online",
+     "info_requests_offline")
+)  # fmt: skip
+
+
+def _open_feedback_at(p: Profile) -> list[int]:
+    return [
         item[0]
         for item in (p.get("f") or {}).values()
         if item[0] is not None and item[1] not in CLOSED_STATUSES
     ]
-    consents = {kind: bool(entry[0]) for kind, entry in sorted((p.get("k") or {}).items())}
+
+
+def _consents(p: Profile) -> dict[str, bool]:
+    return {kind: bool(entry[0]) for kind, entry in sorted((p.get("k") or {}).items())}
+
+
+def _security_flags(p: Profile) -> dict[str, Any]:
     flags = p.get("x")
+    return {
+        "count": flags[0] if flags else 0,
+        "last_at": flags[1] if flags else None,
+        "max_severity": SEVERITIES[flags[2]] if flags else None,
+    }
+
+
+def _logins(p: Profile) -> dict[str, Any]:
     logins = p.get("l")
+    return {
+        "success": logins[0] if logins else 0,
+        "failure": logins[1] if logins else 0,
+        "last_at": logins[2] if logins and logins[2] >= 0 else None,
+    }
+
+
+def _chats(p: Profile) -> dict[str, Any]:
     chats = p.get("h")
+    return {"count": chats[0] if chats else 0, "last_at": chats[1] if chats else None}
+
+
+def _registration(p: Profile) -> dict[str, Any] | None:
     registration = p.get("g")
-    view: dict[str, Any] = {
+    if not registration:
+        return None
+    return {
+        "bank_segment": registration[1],
+        "risk_profile": registration[2],
+        "customer_since": registration[3],
+    }
+
+
+def _survey_scores(p: Profile) -> dict[str, int]:
+    return {dim: entry[0] for dim, entry in sorted((p.get("s") or {}).items())}
+
+
+def _segment(p: Profile, channel_counts: dict[str, int], open_feedback: int) -> str:
+    flags = p.get("x")
+    registration = p.get("g")
+    transactions = p.get("t")
+    return segment_of(
+        flags[0] if flags else 0,
+        [entry[0] for entry in (p.get("s") or {}).values()],
+        open_feedback,
+        channel_counts,
+        sum(entry[0] for entry in transactions.values()) if transactions else 0,
+        registration[1] if registration else None,
+    )
+
+
+#: attribute -> its value from a stored profile (attributes of the channel activity and the
+#: segment are computed apart: they share the merge of linked anonymous activity)
+_ATTRIBUTE_OF: dict[str, Any] = {
+    "customer_id": None,  # the key, not stored
+    "transactions": _transactions,
+    "products": lambda p: sorted(pid for pid, entry in (p.get("p") or {}).items() if entry[0]),
+    "open_feedback": lambda p: len(_open_feedback_at(p)),
+    "oldest_open_feedback_at": lambda p: min(_open_feedback_at(p), default=None),
+    "survey_scores": _survey_scores,
+    "consents": _consents,
+    "personalisation_opt_out": lambda p: _consents(p).get("personalisation") is False,
+    "security_flags": _security_flags,
+    "logins": _logins,
+    "recommendations": lambda p: dict(
+        zip(_RECO_ACTIONS, p.get("r") or (0, 0, 0, 0), strict=True)
+    ),
+    "chats": _chats,
+    "registration": _registration,
+    "erasure_requested_at": lambda p: p.get(ERASED),
+    "linked_anonymous_ids": lambda p: len(p.get("a") or ()),
+}
+
+
+def view_attributes(customer_id: str, p: Profile, names: Iterable[str]) -> dict[str, Any]:
+    """Attributes ``names`` of the view of ``p`` (as :func:`profile_view` has them), computing
+    only those: a publication of a few changed attributes does not build the whole view."""
+    view: dict[str, Any] = {}
+    channels: dict[str, list[int]] | None = None
+    for name in names:
+        if name in _CHANNEL_ATTRIBUTES or name == "segment":
+            if channels is None:
+                channels, requests, seen = _channels(p)
+            if name == "channels":
+                view[name] = {
+                    channel: {"count": entry[0], "last_at": entry[1]}
+                    for channel, entry in sorted(channels.items())
+                }
+            elif name == "preferred_channel":
+                view[name] = preferred_channel(channels)
+            elif name == "last_seen_at":
+                view[name] = seen
+            elif name == "info_requests_online":
+                view[name] = requests[0]
+            elif name == "info_requests_offline":
+                view[name] = requests[1]
+            else:
+                counts = {channel: entry[0] for channel, entry in channels.items()}
+                view[name] = _segment(p, counts, len(_open_feedback_at(p)))
+        elif name == "customer_id":
+            view[name] = customer_id
+        else:
+            view[name] = _ATTRIBUTE_OF[name](p)
+    return view
+
+
+def snapshot_of(customer_id: str, p: Profile, version: int, now_ms: int) -> dict[str, Any]:
+    """The ``profile_snapshot`` event of stored profile ``p`` (what :func:`snapshot_record`
+    makes of its view, computed from the state directly: publishing does it per customer)."""
+    channels, requests, seen = _channels(p)
+    counts = {name: entry[0] for name, entry in sorted(channels.items())}
+    open_at = _open_feedback_at(p)
+    transactions = (p.get("t") or {}).values()
+    flags = p.get("x")
+    return {
+        "event_id": snapshot_id(customer_id, version),
+        "occurred_at": now_ms,
         "customer_id": customer_id,
-        "channels": {
-            name: {"count": entry[0], "last_at": entry[1]}
-            for name, entry in sorted(channels.items())
-        },
+        "version": version,
+        "channel_counts": counts,
         "preferred_channel": preferred_channel(channels),
         "last_seen_at": seen,
         "info_requests_online": requests[0],
         "info_requests_offline": requests[1],
-        "transactions": _transactions(p),
-        "products": sorted(pid for pid, entry in (p.get("p") or {}).items() if entry[0]),
+        "transaction_count": sum(entry[0] for entry in transactions),
+        "transaction_sum_minor": sum(entry[1] for entry in transactions),
+        "products": _ATTRIBUTE_OF["products"](p),
         "open_feedback": len(open_at),
-        "oldest_open_feedback_at": min(open_at) if open_at else None,
-        "survey_scores": {dim: entry[0] for dim, entry in sorted((p.get("s") or {}).items())},
-        "consents": consents,
-        "personalisation_opt_out": consents.get("personalisation") is False,
-        "security_flags": {
-            "count": flags[0] if flags else 0,
-            "last_at": flags[1] if flags else None,
-            "max_severity": SEVERITIES[flags[2]] if flags else None,
-        },
-        "logins": {
-            "success": logins[0] if logins else 0,
-            "failure": logins[1] if logins else 0,
-            "last_at": logins[2] if logins and logins[2] >= 0 else None,
-        },
-        "recommendations": dict(zip(_RECO_ACTIONS, p.get("r") or (0, 0, 0, 0), strict=True)),
-        "chats": {"count": chats[0] if chats else 0, "last_at": chats[1] if chats else None},
-        "registration": (
-            {
-                "bank_segment": registration[1],
-                "risk_profile": registration[2],
-                "customer_since": registration[3],
-            }
-            if registration
-            else None
-        ),
-        "erasure_requested_at": p.get(ERASED),
-        "linked_anonymous_ids": len(p.get("a") or ()),
+        "oldest_open_feedback_at": min(open_at, default=None),
+        "survey_scores": _survey_scores(p),
+        "consents": _consents(p),
+        "segment": _segment(p, counts, len(open_at)),
+        "security_flags": flags[0] if flags else 0,
     }
-    view["segment"] = segment(view)
-    return view
+
+
+#: view attributes a snapshot holds as they are (a publication takes them from there)
+_IN_SNAPSHOT = frozenset(
+    ("customer_id", "preferred_channel", "last_seen_at", "info_requests_online",
+     "info_requests_offline", "products", "open_feedback", "oldest_open_feedback_at",
+     "survey_scores", "consents", "segment")
+)  # fmt: skip
+
+
+def publication(
+    customer_id: str, p: Profile, names: frozenset[str] | None, version: int, now_ms: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What publishing ``p`` sends: the view attributes ``names`` (``None``: every one) for
+    Redis, and the ``profile_snapshot`` event; each part computed once for both."""
+    if names is None:
+        view = profile_view(customer_id, p)
+        return view, snapshot_record(view, version, now_ms)
+    snapshot = snapshot_of(customer_id, p, version, now_ms)
+    view = {name: snapshot[name] for name in names & _IN_SNAPSHOT}
+    rest = names - _IN_SNAPSHOT
+    if "personalisation_opt_out" in rest:
+        view["personalisation_opt_out"] = snapshot["consents"].get("personalisation") is False
+        rest = rest - {"personalisation_opt_out"}
+    if rest:
+        view.update(view_attributes(customer_id, p, rest))
+    return view, snapshot
 
 
 def with_ages(view: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:

@@ -363,16 +363,24 @@ def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Setti
             found.pop("updated_at")
         return found
 
+    # the profiles table as the mirror's loader sees it: what a partial write that finds
+    # another version in Redis is written in full from
+    table: dict[str, tuple[dict[str, Any], int]] = {}
+
     async def scenario() -> None:
-        mirror = RedisMirror(settings, redis_for(settings), lambda cid: None)
+        mirror = RedisMirror(settings, redis_for(settings), table.get)
         channels = frozenset({"channels", "preferred_channel", "last_seen_at", "segment"})
+        # a partial write's entry carries only the attributes it names
+        v2_changed = {name: v2[name] for name in channels}
         try:
-            # no hash yet: a partial write becomes a full one
-            await mirror.publish([("C-M-1", v1, 1, channels, 1)])
+            # no hash yet: a partial write becomes a full one, from the table
+            table["C-M-1"] = (v1, 1)
+            await mirror.publish([("C-M-1", {n: v1[n] for n in channels}, 1, channels, 1)])
             assert stored() == {**v1, "version": 1}
             assert mirror.full_writes == 1
             # on top of its base: only the named fields are sent, the result is the new view
-            await mirror.publish([("C-M-1", v2, 2, channels, 1)])
+            table["C-M-1"] = (v2, 2)
+            await mirror.publish([("C-M-1", v2_changed, 2, channels, 1)])
             assert stored() == {**v2, "version": 2}
             assert mirror.full_writes == 1
             # an older publication arriving late (a former owner) changes nothing
@@ -382,15 +390,21 @@ def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Setti
             sync.hset(key, "transactions", "{}")
             sync.hset(key, "version", "7")
             full = mirror.full_writes
-            await mirror.publish([("C-M-1", v2, 9, channels, 8)])
+            table["C-M-1"] = (v2, 9)
+            await mirror.publish([("C-M-1", v2_changed, 9, channels, 8)])
             assert stored() == {**v2, "version": 9}
             assert mirror.full_writes == full + 1
+            # ... and when the table no longer has the customer (erased meanwhile): deleted
+            sync.hset(key, "version", "8")
+            del table["C-M-1"]
+            await mirror.publish([("C-M-1", v2_changed, 10, channels, 9)])
+            assert not sync.exists(key)
             # background writes run in submission order: a partial write submitted right
             # after the full write it builds on finds that write done (and an erasure
             # submitted behind both leaves nothing)
             sync.delete(key)
             first = mirror.submit([("C-M-1", v1, 11, None, 0)])
-            second = mirror.submit([("C-M-1", v2, 12, channels, 11)])
+            second = mirror.submit([("C-M-1", v2_changed, 12, channels, 11)])
             full = mirror.full_writes
             await mirror.drain()
             assert first.result()
