@@ -25,12 +25,14 @@ from cxstream.settings import Settings
 from streams.batching import (
     FETCH_MAX_WAIT_ATTR,
     GC_BETWEEN_BATCHES_ATTR,
+    AfterFetch,
     BatchDecoder,
     BatchHandler,
     BatchLane,
     Check,
     InputEvent,
     LaneHandler,
+    after_each_fetch,
     batches,
     install_batch_lanes,
 )
@@ -102,6 +104,11 @@ class AppContext:
             lane = self.lanes[topic_name] = BatchLane(decoder)
         lane.add(lane_handler, expected)
         return lane
+
+    def after_each_fetch(self, hook: AfterFetch) -> None:
+        """Await ``hook()`` after the lanes handled each fetch (see
+        :func:`streams.batching.after_each_fetch`)."""
+        after_each_fetch(self.app, hook)
 
     async def emit(
         self, name: str, record: Mapping[str, Any], *, key: str | None = None

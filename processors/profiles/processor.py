@@ -431,6 +431,14 @@ def register(app: faust.App, context: AppContext) -> None:
     _json_lane(context, stitching.MERGES, processor.handler(stitching.MERGES))
     context.stats[NAME] = processor.stats
 
+    async def publish_fetched() -> None:
+        # what the last fetch changed, published now rather than by the next tick (bench
+        # profiles at 10k/s: fetches came every 12-27 ms and a change waited for the interval)
+        if processor.publications.pending:
+            await processor.flush()
+
+    context.after_each_fetch(publish_fetched)
+
     # ticks at a quarter of the interval: a change waits interval..1.25x interval, not up to 2x
     @app.timer(interval_ms / 4000)
     async def publish_waiting() -> None:
