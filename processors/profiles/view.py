@@ -157,8 +157,48 @@ def _transactions(p: Profile) -> dict[str, Any]:
 
 
 def profile_view(customer_id: str, p: Profile) -> dict[str, Any]:
-    """Every attribute of :data:`ATTRIBUTES` for stored profile ``p``."""
-    return view_attributes(customer_id, p, ATTRIBUTES)
+    """Every attribute of :data:`ATTRIBUTES` for stored profile ``p`` (the parts several
+    attributes share computed once; :func:`view_attributes` computes a few of them)."""
+    channels, requests, seen = _channels(p)
+    open_at = _open_feedback_at(p)
+    consents = _consents(p)
+    return {
+        "customer_id": customer_id,
+        "channels": _channel_view(channels),
+        "preferred_channel": preferred_channel(channels),
+        "last_seen_at": seen,
+        "info_requests_online": requests[0],
+        "info_requests_offline": requests[1],
+        "transactions": _transactions(p),
+        "products": _products(p),
+        "open_feedback": len(open_at),
+        "oldest_open_feedback_at": min(open_at, default=None),
+        "survey_scores": _survey_scores(p),
+        "consents": consents,
+        "personalisation_opt_out": consents.get("personalisation") is False,
+        "security_flags": _security_flags(p),
+        "logins": _logins(p),
+        "recommendations": _recommendations(p),
+        "chats": _chats(p),
+        "registration": _registration(p),
+        "erasure_requested_at": p.get(ERASED),
+        "linked_anonymous_ids": len(p.get("a") or ()),
+        "segment": _segment(p, {name: entry[0] for name, entry in channels.items()}, len(open_at)),
+    }
+
+
+def _channel_view(channels: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    return {
+        name: {"count": entry[0], "last_at": entry[1]} for name, entry in sorted(channels.items())
+    }
+
+
+def _products(p: Profile) -> list[str]:
+    return sorted(pid for pid, entry in (p.get("p") or {}).items() if entry[0])
+
+
+def _recommendations(p: Profile) -> dict[str, int]:
+    return dict(zip(_RECO_ACTIONS, p.get("r") or (0, 0, 0, 0), strict=True))
 
 
 #: attributes computed from the merged channel activity (see :func:`_channels`)
@@ -237,7 +277,7 @@ def _segment(p: Profile, channel_counts: dict[str, int], open_feedback: int) -> 
 _ATTRIBUTE_OF: dict[str, Any] = {
     "customer_id": None,  # the key, not stored
     "transactions": _transactions,
-    "products": lambda p: sorted(pid for pid, entry in (p.get("p") or {}).items() if entry[0]),
+    "products": _products,
     "open_feedback": lambda p: len(_open_feedback_at(p)),
     "oldest_open_feedback_at": lambda p: min(_open_feedback_at(p), default=None),
     "survey_scores": _survey_scores,
@@ -245,9 +285,7 @@ _ATTRIBUTE_OF: dict[str, Any] = {
     "personalisation_opt_out": lambda p: _consents(p).get("personalisation") is False,
     "security_flags": _security_flags,
     "logins": _logins,
-    "recommendations": lambda p: dict(
-        zip(_RECO_ACTIONS, p.get("r") or (0, 0, 0, 0), strict=True)
-    ),
+    "recommendations": _recommendations,
     "chats": _chats,
     "registration": _registration,
     "erasure_requested_at": lambda p: p.get(ERASED),
@@ -265,10 +303,7 @@ def view_attributes(customer_id: str, p: Profile, names: Iterable[str]) -> dict[
             if channels is None:
                 channels, requests, seen = _channels(p)
             if name == "channels":
-                view[name] = {
-                    channel: {"count": entry[0], "last_at": entry[1]}
-                    for channel, entry in sorted(channels.items())
-                }
+                view[name] = _channel_view(channels)
             elif name == "preferred_channel":
                 view[name] = preferred_channel(channels)
             elif name == "last_seen_at":
@@ -307,7 +342,7 @@ def snapshot_of(customer_id: str, p: Profile, version: int, now_ms: int) -> dict
         "info_requests_offline": requests[1],
         "transaction_count": sum(entry[0] for entry in transactions),
         "transaction_sum_minor": sum(entry[1] for entry in transactions),
-        "products": _ATTRIBUTE_OF["products"](p),
+        "products": _products(p),
         "open_feedback": len(open_at),
         "oldest_open_feedback_at": min(open_at, default=None),
         "survey_scores": _survey_scores(p),
