@@ -168,6 +168,10 @@ class WorkerSettings(_Section):
     #: the worker's automatic young-generation threshold while ``gc_between_batches`` is on:
     #: only a backstop for batches that allocate without end
     gc_backstop_threshold: int = Field(default=500_000, ge=1)
+    #: with ``gc_between_batches``: what survives an old-generation collection is frozen (not
+    #: scanned again); this often everything is unfrozen and collected once, so garbage
+    #: cycles among frozen objects are freed (one full pause: every cached state is scanned)
+    gc_thaw_seconds: float = Field(default=600.0, gt=0)
 
 
 class PrivacySettings(_Section):

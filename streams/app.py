@@ -219,7 +219,9 @@ def create_app(
     setattr(app, FETCH_MAX_WAIT_ATTR, worker.fetch_max_wait_ms)
     if worker.gc_between_batches:
         _, middle_every, old_every = worker.gc_thresholds
-        collector = BetweenBatchesCollector(worker.gc_between_batches, middle_every, old_every)
+        collector = BetweenBatchesCollector(
+            worker.gc_between_batches, middle_every, old_every, worker.gc_thaw_seconds
+        )
         setattr(app, GC_BETWEEN_BATCHES_ATTR, collector)
     counts = DeadLetterCounts()
     context = AppContext(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Iterator
 
 
@@ -46,30 +47,47 @@ def worker_thresholds(
 
 
 class BetweenBatchesCollector:
-    """Runs the worker's young-generation collections between fetched batches.
+    """Runs the worker's collections between fetched batches.
 
     Python collects when net container allocations pass a threshold, which in a worker is in
     the middle of a batch: its decoded events, messages and records are all alive then, so
     every collection scanned them and promoted them to older generations, which later
     collections scanned again (10-200 ms each at 10k-25k events/s). Between two batches those
     objects are gone and the young generation holds only what really outlives a batch (new
-    cached states, pending publications): a collection there costs about a millisecond.
+    cached states, pending publications): a collection there costs a few milliseconds.
 
-    :meth:`after_batch` collects once ``young`` containers have survived since the last
-    collection; every ``middle_every``-th such collection includes the middle generation and
-    every ``old_every``-th of those is a full one (the cascade Python's own thresholds give).
-    Python's automatic collection stays on with a high threshold (``gc_backstop_threshold``)
-    as a backstop for code that allocates without ever reaching a batch boundary.
+    :meth:`after_batch` collects once ``young`` containers survived since the last collection
+    (50,000 let them pile up into 30-150 ms collections, 5,000 makes 2-5 ms ones); every
+    ``middle_every``-th collection includes the middle generation and every ``old_every``-th
+    of those the old one, after which what survived is frozen: the old generation then only
+    holds what was promoted since, so those collections stay short, instead of rescanning every
+    cached state (200-340 ms each, every few seconds, at 10k events/s with new customers).
+    Garbage cycles among frozen objects wait for the thaw every ``thaw_seconds``: everything
+    unfrozen, one full collection, frozen again (the one long pause; it bounds what such
+    cycles can hold). Python's automatic collection stays on with a high threshold
+    (``gc_backstop_threshold``) as a backstop for code that never reaches a batch boundary.
     """
 
-    def __init__(self, young: int, middle_every: int, old_every: int) -> None:
+    def __init__(
+        self, young: int, middle_every: int, old_every: int, thaw_seconds: float
+    ) -> None:
         self.young = young
         self.middle_every = max(1, middle_every)
         self.old_every = max(1, old_every)
+        self.thaw_seconds = thaw_seconds
         self.collections = [0, 0, 0]
+        self.thaws = 0
+        self._thawed_at = time.monotonic()
 
     def after_batch(self) -> None:
         if gc.get_count()[0] < self.young:
+            return
+        if time.monotonic() - self._thawed_at >= self.thaw_seconds:
+            self._thawed_at = time.monotonic()
+            self.thaws += 1
+            gc.unfreeze()
+            gc.collect(2)
+            gc.freeze()
             return
         runs = self.collections
         generation = 0
@@ -78,3 +96,5 @@ class BetweenBatchesCollector:
         for younger in range(generation + 1):
             runs[younger] += 1
         gc.collect(generation)
+        if generation == 2:
+            gc.freeze()

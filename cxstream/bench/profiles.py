@@ -94,6 +94,7 @@ def run(
         "gc_thresholds": list(scoped.worker.gc_thresholds),
         "gc_between_batches": scoped.worker.gc_between_batches,
         "gc_backstop_threshold": scoped.worker.gc_backstop_threshold,
+        "gc_thaw_seconds": scoped.worker.gc_thaw_seconds,
     }
     try:
         stream = _simulated(events)
@@ -245,6 +246,7 @@ class _Worker:
                 "CX_WORKER__GC_THRESHOLDS": json.dumps(settings.worker.gc_thresholds),
                 "CX_WORKER__GC_BETWEEN_BATCHES": str(settings.worker.gc_between_batches),
                 "CX_WORKER__GC_BACKSTOP_THRESHOLD": str(settings.worker.gc_backstop_threshold),
+                "CX_WORKER__GC_THAW_SECONDS": str(settings.worker.gc_thaw_seconds),
                 "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
                 "CX_PROFILES__CACHE_STATES": str(settings.profiles.cache_states),
                 "CX_LOG_LEVEL": "WARNING",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
+from typing import Any
 
 from cxstream.settings import Settings
 from streams.gc_tuning import BetweenBatchesCollector, tuned_garbage_collector, worker_thresholds
@@ -27,20 +29,40 @@ def test_the_default_collects_young_objects_less_often_than_python() -> None:
     assert old > python_old  # full collections rarer: they rescan every cached state
 
 
-def test_between_batches_collects_only_once_enough_survived(monkeypatch) -> None:
-    calls: list[int] = []
-    counts = [(10, 0, 0)]
-    monkeypatch.setattr(gc, "get_count", lambda: counts[0])
+def _fake_collector(monkeypatch, **kwargs: Any) -> tuple[BetweenBatchesCollector, list[Any]]:
+    calls: list[Any] = []
+    monkeypatch.setattr(gc, "get_count", lambda: (100, 0, 0))
     monkeypatch.setattr(gc, "collect", lambda generation=2: calls.append(generation) or 0)
-    collector = BetweenBatchesCollector(young=100, middle_every=3, old_every=2)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    return BetweenBatchesCollector(young=100, **kwargs), calls
+
+
+def test_between_batches_collects_only_once_enough_survived(monkeypatch) -> None:
+    collector, calls = _fake_collector(monkeypatch, middle_every=3, old_every=2, thaw_seconds=1e9)
+    monkeypatch.setattr(gc, "get_count", lambda: (10, 0, 0))
     collector.after_batch()
     assert calls == []  # 10 survivors: not worth a collection
-    counts[0] = (100, 0, 0)
+    monkeypatch.setattr(gc, "get_count", lambda: (100, 0, 0))
     for _ in range(12):
         collector.after_batch()
-    # every 3rd collection takes the middle generation too, every 2nd of those is a full one
-    assert calls == [0, 0, 1, 0, 0, 2, 0, 0, 1, 0, 0, 2]
+    # every 3rd also takes the middle generation, every 2nd of those the old one: then what
+    # survived is frozen (old collections only scan what was promoted since)
+    assert calls == [0, 0, 1, 0, 0, 2, "freeze", 0, 0, 1, 0, 0, 2, "freeze"]
     assert collector.collections == [12, 4, 2]
+
+
+def test_between_batches_thaws_and_collects_everything_now_and_then(monkeypatch) -> None:
+    collector, calls = _fake_collector(monkeypatch, middle_every=3, old_every=2, thaw_seconds=60)
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    collector._thawed_at = now[0]
+    collector.after_batch()
+    now[0] += 61
+    collector.after_batch()
+    collector.after_batch()
+    assert calls == [0, "unfreeze", 2, "freeze", 0]
+    assert collector.thaws == 1
 
 
 def test_between_batches_really_collects_garbage_cycles() -> None:
@@ -49,7 +71,7 @@ def test_between_batches_really_collects_garbage_cycles() -> None:
             self.other: Node | None = None
 
     gc.collect()
-    collector = BetweenBatchesCollector(young=1, middle_every=1000, old_every=1000)
+    collector = BetweenBatchesCollector(young=1, middle_every=1000, old_every=1, thaw_seconds=1e9)
     a, b = Node(), Node()
     a.other, b.other = b, a
     probe = weakref.ref(a)
