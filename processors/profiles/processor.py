@@ -19,10 +19,12 @@ states), erasures' effects (see below), one table write per changed customer (in
 and to the changelog through librdkafka, acknowledged before any offset commit:
 :mod:`processors.profiles.changelog`) and one pending block, links and merges to the internal
 topics; the changed customers join the waiting publications. The fold and the writes run under
-the publication lock, so a publication never sees a cached state between them. Every
-``settings.profiles.publish_interval_ms`` (a timer, or the next batch handler when the timer is
-late) the waiting customers are published once each: a partial Redis write of the attributes
-their events could change (:mod:`processors.profiles.mirror`) and a ``profile_snapshot``
+the publication lock, so a publication never sees a cached state between them. Once the lanes
+handled a fetch's batches (:func:`streams.batching.after_each_fetch`), and within a long fetch
+or while idle at most ``settings.profiles.publish_interval_ms`` after a change (the next batch
+handler, or a timer), the waiting customers are published once each: a partial Redis write of
+the attributes their events could change (:mod:`processors.profiles.mirror`; only those are
+computed, :func:`processors.profiles.view.publication`) and a ``profile_snapshot``
 (through the SDK's :class:`~streams.producer.EventProducer`, librdkafka: much cheaper per
 event than Faust's producer; the pending blocks wait for its acknowledgements). Why
 that is still at-least-once although offsets may commit before the publication happened: the
