@@ -44,6 +44,7 @@ from streams.codec import AvroCodec, DecodedEvent
 from streams.complete_flush import install_complete_flush
 from streams.dlq import DeadLetterQueue, SourceMessage
 from streams.eager_fetch import install_eager_fetch
+from streams.fast_zstd import install_fast_zstd
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +431,7 @@ def install_batch_lanes(app: Any) -> dict[str, BatchLane]:
     _tolerate_unknown_changelog_partitions()
     install_complete_flush()
     install_eager_fetch()
+    install_fast_zstd()
     lanes: dict[str, BatchLane] = transport.batch_lanes
     return lanes
 
