@@ -505,12 +505,15 @@ def _batching_transport_class() -> type:
             on_message_in = self.app.sensors.on_message_in
             collector = getattr(self.app, GC_BETWEEN_BATCHES_ATTR, None)
             after_batch = None if collector is None else collector.after_batch
+            when_idle = None if collector is None else collector.when_idle
             try:
                 while not (consumer_should_stop() or fetcher_should_stop()):
                     if after_batch is not None:
                         after_batch()  # the last fetch's events are gone: a cheap collection
                     records, active = await self._wait_next_records(1.0)
                     await self.sleep(0)
+                    if not records and when_idle is not None:
+                        when_idle()  # nothing came for a whole wait: collect while nobody waits
                     if records is None or self.should_stop:
                         continue
                     if not self.flow_active:

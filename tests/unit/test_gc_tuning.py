@@ -65,6 +65,33 @@ def test_between_batches_thaws_and_collects_everything_now_and_then(monkeypatch)
     assert collector.thaws == 1
 
 
+def test_idle_collects_what_was_promoted_once_then_stays_free(monkeypatch) -> None:
+    collector, calls = _fake_collector(monkeypatch, middle_every=3, old_every=2, thaw_seconds=1e9)
+    monkeypatch.setattr(gc, "get_count", lambda: (10, 0, 0))
+    collector.when_idle()
+    assert calls == []  # a few allocations of idle timers: nothing to collect
+    counts = [(10, 3, 1)]  # young collections ran since the last full one
+    monkeypatch.setattr(gc, "get_count", lambda: counts[0])
+    collector.when_idle()
+    assert calls == [2, "freeze"]
+    counts[0] = (0, 0, 0)  # what a full collection leaves
+    collector.when_idle()
+    collector.when_idle()
+    assert calls == [2, "freeze"]
+    assert collector.idle_collections == 1
+
+
+def test_idle_takes_the_due_thaw(monkeypatch) -> None:
+    collector, calls = _fake_collector(monkeypatch, middle_every=3, old_every=2, thaw_seconds=60)
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    collector._thawed_at = now[0] - 61
+    collector.when_idle()
+    assert calls == ["unfreeze", 2, "freeze"]
+    assert collector.thaws == 1
+    assert collector.idle_collections == 0
+
+
 def test_between_batches_really_collects_garbage_cycles() -> None:
     class Node:
         def __init__(self) -> None:
