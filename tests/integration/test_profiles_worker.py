@@ -340,6 +340,38 @@ def test_erased_customer_stays_erased(settings: Settings, workers: dict[str, Any
 # -- the Redis mirror's write script -----------------------------------------------------------
 
 
+def test_mirror_fields_keep_every_character_of_their_json(settings: Settings) -> None:
+    """The script splits a customer's fields at NUL bytes: values holding NUL, unicode and
+    the separator-looking text still arrive whole (orjson escapes a NUL inside JSON)."""
+    from processors.profiles.mirror import RedisMirror, decode_fields, redis_for
+
+    view = {
+        "note": "a\x00b \\0 ü€ 😀",
+        "empty": "",
+        "nested": {"k\x00": ["x", 1.5, None, True]},
+        "products": [],
+    }
+    sync = SyncRedis.from_url(settings.redis.url)
+    key = profile_key(settings, "C-NUL-1")
+
+    async def scenario() -> None:
+        mirror = RedisMirror(settings, redis_for(settings), lambda cid: None)
+        try:
+            assert await mirror.publish([("C-NUL-1", view, 3, None, 0)])
+        finally:
+            await mirror.close()
+
+    try:
+        asyncio.run(scenario())
+        found = decode_fields(sync.hgetall(key))
+        assert found is not None
+        found.pop("updated_at")
+        assert found == {**view, "version": 3}
+    finally:
+        sync.delete(key)
+        sync.close()
+
+
 def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Settings) -> None:
     from processors.profiles.fold import fold_event
     from processors.profiles.mirror import RedisMirror, decode_fields, redis_for

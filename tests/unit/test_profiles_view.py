@@ -103,3 +103,17 @@ def test_a_publication_sends_what_the_view_and_its_snapshot_say(
             sent, record = publication(cid, state, names, version, 5)
             assert record == snapshot, (cid, names)
             assert sent == (view if names is None else {n: view[n] for n in names}), names
+
+
+def test_mirror_fields_travel_as_one_nul_separated_argument() -> None:
+    from processors.profiles.mirror import _field_blob, _field_values
+
+    view = {"channels": {"web": [2, 1]}, "note": "a\x00b", "segment": "new"}
+    joined, count = _field_blob(view, ["channels", "note"], 7, 1_780_000_000_000)
+    parts = joined.split(b"\0")
+    assert count == 4 == len(parts) // 2
+    assert dict(zip(parts[::2], parts[1::2], strict=True)) == {
+        name.encode(): value
+        for name, value in _field_values(view, ["channels", "note"], 7, 1_780_000_000_000).items()
+    }
+    assert b"\\u0000" in joined  # the NUL inside a value is escaped JSON, not a separator
