@@ -387,10 +387,30 @@ def _latency(
         redis.close()
     with lock:
         delays = [seen[cid] - sent[cid] for cid in seen if cid in sent]
-    figures = {f"{prefix}_{k}": v for k, v in _percentiles(delays).items()}
+        windows = _by_window({sent[cid]: seen[cid] - sent[cid] for cid in seen if cid in sent})
+    figures: dict[str, Any] = {f"{prefix}_{k}": v for k, v in _percentiles(delays).items()}
+    # where in the run the tail is (a start-up stall and a steady tail call for different fixes)
+    figures[f"{prefix}_p99_by_{_WINDOW_S:g}s_ms"] = [_percentiles(w)["p99_ms"] for w in windows]
     lost = probes - len(seen)
     figures.update({f"{prefix}_rate": rate, f"{prefix}_probes": len(sent), f"{prefix}_lost": lost})
     return figures
+
+
+_WINDOW_S = 3.0
+
+
+def _by_window(delay_at_send: dict[float, float]) -> list[list[float]]:
+    """Delays grouped by when their probe was sent, in ``_WINDOW_S`` windows from the first."""
+    if not delay_at_send:
+        return []
+    first = min(delay_at_send)
+    windows: list[list[float]] = []
+    for sent_at, delay in sorted(delay_at_send.items()):
+        index = int((sent_at - first) // _WINDOW_S)
+        while len(windows) <= index:
+            windows.append([])
+        windows[index].append(delay)
+    return windows
 
 
 #: one send of a latency run: topic, value, key, event id, probe customer (or None)

@@ -53,3 +53,14 @@ def test_a_stream_without_interactions_still_gets_probes() -> None:
     stream = [(name, record) for name, record in _simulated(5000) if name != "channel_interaction"]
     load = _latency_load(settings, 40, 20, stream)
     assert [send[4] for send in load if send[4]] == ["PROBE000000020", "PROBE000000040"]
+
+
+def test_delays_are_grouped_by_the_window_their_probe_was_sent_in() -> None:
+    from cxstream.bench.profiles import _WINDOW_S, _by_window
+
+    start = 1000.0
+    windows = _by_window(
+        {start: 0.1, start + 0.5: 0.2, start + _WINDOW_S * 2 + 0.1: 0.9, start + _WINDOW_S: 0.3}
+    )
+    assert windows == [[0.1, 0.2], [0.3], [0.9]]
+    assert _by_window({}) == []
