@@ -60,10 +60,13 @@ class Sends:
 class ChangelogWriter:
     """Sends table changelog messages with librdkafka (module doc)."""
 
-    def __init__(self, settings: Settings, *, linger_ms: float = 1.0) -> None:
-        # a short linger: handlers wait for the acknowledgement of their batch
+    def __init__(self, settings: Settings, *, linger_ms: float | None = None) -> None:
+        # the SDK's linger (5 ms): nothing waits for these acks but an offset commit, and
+        # drain()'s flush sends what lingers at once. 1 ms made a produce request every
+        # millisecond per partition at live rates, which the broker handles on these shared cores
         conf = confluent_config(settings) | producer_tuning(settings)
-        conf["linger.ms"] = linger_ms
+        if linger_ms is not None:
+            conf["linger.ms"] = linger_ms
         try:
             self._producer = Producer(conf)
         except KafkaException as exc:
