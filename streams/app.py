@@ -233,6 +233,10 @@ def create_app(
     )
     context.stats["dead_letters"] = counts.snapshot
     context.stats["emitted"] = lambda: dict(context.emitted)
+    context.stats["lanes"] = lambda: {
+        topic: {"batches": lane.batches, "applied": lane.applied}
+        for topic, lane in context.lanes.items()
+    }
     for processor in processors:
         processor.register(app, context)
     _register_stats_view(app, context)

@@ -9,6 +9,10 @@ key and value as raw bytes to the source partition: the same message Faust would
 Faust's recovery and standbys read it unchanged. Only this writer writes these changelog
 topics, so their order per partition is the order of the writes.
 
+:class:`DirectJsonTable` does the same for the small JSON tables written once per batch (dedupe
+blocks, pending publication blocks): through Faust, each of those writes was a produce request
+of its own at live rates (~2,400 small writes a second at 10k events/s).
+
 Durability: Faust flushes its producer before every offset commit (``Consumer.
 _commit_offsets``); :meth:`ChangelogWriter.hook_into` makes that flush also :meth:`drain` this
 writer, so a batch's state writes are acknowledged before its offsets can be committed, exactly
@@ -25,6 +29,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from cxstream.errors import ServiceError
@@ -142,3 +147,49 @@ class ChangelogWriter:
 
     def stats(self) -> dict[str, Any]:
         return {"sent": self.sent, "queued": len(self._producer)}
+
+
+class DirectJsonTable:
+    """The table interface :class:`streams.batching.SeenEvents` and the publisher use, over a
+    Faust table with JSON keys and values, written as :class:`ChangelogWriter` writes.
+
+    A write goes to the table's store (what ``Table.__setitem__`` does besides the changelog
+    send) and, JSON-encoded as Faust's ``json`` serializer reads it back on recovery, to the
+    changelog partition of Faust's current event (:func:`streams.batching.acting_for`), like a
+    Faust table write. Reads, ``on_recover`` and recovery itself stay Faust's.
+    """
+
+    def __init__(self, table: Any, writer: ChangelogWriter) -> None:
+        self.table = table
+        self.writer = writer
+        self._sends = Sends(table.changelog_topic.get_topic_name(), writer)
+
+    def on_recover(self, callback: Any) -> None:
+        self.table.on_recover(callback)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.table.data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.table.data[key]
+
+    def items(self) -> Any:
+        return self.table.items()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.table.data[key] = value
+        self._send(key, orjson.dumps(value))
+
+    def __delitem__(self, key: Any) -> None:
+        del self.table.data[key]  # KeyError for an unknown key, as the Faust table raises
+        self._send(key, None)
+
+    def _send(self, key: Any, value: bytes | None) -> None:
+        from faust.streams import current_event
+
+        event = current_event()
+        if event is None:
+            raise ServiceError(
+                f"{self._sends.topic}: table write outside a source event (use acting_for)"
+            )
+        self.writer.send(self._sends, event.message.partition, [(orjson.dumps(key), value)])

@@ -17,7 +17,8 @@ flags are all keyed by customer id; anonymous activity and links by anonymous id
 Per batch (one partition of one topic): fold (:class:`ProfileEngine`, on its cache of decoded
 states), erasures' effects (see below), one table write per changed customer (into the store,
 and to the changelog through librdkafka, acknowledged before any offset commit:
-:mod:`processors.profiles.changelog`) and one pending block, links and merges to the internal
+:mod:`processors.profiles.changelog`) and one pending block and one dedupe block (the same
+way, :class:`~processors.profiles.changelog.DirectJsonTable`), links and merges to the internal
 topics; the changed customers join the waiting publications. The fold and the writes run under
 the publication lock, so a publication never sees a cached state between them. Once the lanes
 handled a fetch's batches (:func:`streams.batching.after_each_fetch`), and within a long fetch
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from cxstream.errors import ServiceError
 from processors.profiles import stitching
-from processors.profiles.changelog import ChangelogWriter, Sends
+from processors.profiles.changelog import ChangelogWriter, DirectJsonTable, Sends
 from processors.profiles.engine import (
     BatchResult,
     ProfileEngine,
@@ -409,12 +410,15 @@ def register(app: faust.App, context: AppContext) -> None:
     def owned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
 
-    publications = Publications(pending_table, interval_ms, source, owned)
+    changelog = ChangelogWriter(settings)
+    # dedupe and pending blocks, written once per batch: librdkafka too (changelog.py)
+    publications = Publications(
+        DirectJsonTable(pending_table, changelog), interval_ms, source, owned
+    )
     # snapshots go through the SDK's librdkafka producer: a third of the Python cost per event
     # of Faust's aiokafka producer, and their durability is the pending blocks' (publisher)
     snapshots = EventProducer(settings, context.codec)
-    seen = SeenEvents(seen_table, window_ms)
-    changelog = ChangelogWriter(settings)
+    seen = SeenEvents(DirectJsonTable(seen_table, changelog), window_ms)
     # the changelog writes are durable before any offset commit, like Faust's own (changelog.py)
     changelog.hook_into(app.producer)
     processor = ProfilesProcessor(

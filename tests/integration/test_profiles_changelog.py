@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cxstream.errors import ServiceError
-from processors.profiles.changelog import ChangelogWriter, Sends
+from processors.profiles.changelog import ChangelogWriter, DirectJsonTable, Sends
+from streams.batching import acting_for
 from streams.kafka_config import confluent_config
 from streams.topics import TopicSpec, delete_topics, ensure_topics
 from tests.support.services import LocalStack
@@ -64,6 +65,64 @@ async def test_writes_land_on_the_given_partition_and_wait_means_acknowledged(
         await writer.drain()
         assert third.remaining == 0
         assert _high(local_stack, topic, 1) == 1
+    finally:
+        writer.flush(10)
+        delete_topics(settings, [topic])
+
+
+class _FaustTableShape:
+    """What DirectJsonTable uses of a Faust table: its store, changelog name, items."""
+
+    def __init__(self, changelog: str) -> None:
+        self.data: dict[object, object] = {}
+        self.changelog_topic = self
+        self._name = changelog
+
+    def get_topic_name(self) -> str:
+        return self._name
+
+    def items(self) -> object:
+        return self.data.items()
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.topic, self.partition = "t.source", partition
+
+
+async def test_direct_json_table_writes_what_faust_recovery_reads(local_stack: LocalStack) -> None:
+    from faust.serializers import codecs
+
+    settings = local_stack.settings
+    topic = f"test-plog-{uuid.uuid4().hex[:8]}-profiles-seen-changelog"
+    ensure_topics(settings, [TopicSpec(topic, partitions=3, cleanup_policy="compact")])
+    writer = ChangelogWriter(settings)
+    table = DirectJsonTable(_FaustTableShape(topic), writer)  # type: ignore[arg-type]
+    try:
+        with acting_for(_Message(1)):
+            table["1:40"] = {"at": 5, "ids": [["e1", 40], ["e2", 41]]}
+            table["1:42"] = ["C1", "C2"]
+            del table["1:40"]
+        with pytest.raises(KeyError):
+            del table["1:40"]
+        assert "1:42" in table
+        assert "1:40" not in table
+        assert table["1:42"] == ["C1", "C2"]
+        with pytest.raises(ServiceError, match="outside a source event"):
+            table["1:43"] = []
+        await writer.drain()
+        got = _read(local_stack, topic, 1, 3)
+        # the bytes Faust's json serializer turns back into the values written
+        decoded = [
+            (codecs.loads("json", key), None if value is None else codecs.loads("json", value))
+            for key, value in got
+        ]
+        assert decoded == [
+            ("1:40", {"at": 5, "ids": [["e1", 40], ["e2", 41]]}),
+            ("1:42", ["C1", "C2"]),
+            ("1:40", None),
+        ]
+        assert [_high(local_stack, topic, p) for p in range(3)] == [0, 3, 0]
     finally:
         writer.flush(10)
         delete_topics(settings, [topic])
