@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cxstream.settings import Settings
 from streams.batching import (
     FETCH_MAX_WAIT_ATTR,
+    FETCH_MIN_BYTES_ATTR,
     GC_BETWEEN_BATCHES_ATTR,
     AfterFetch,
     BatchDecoder,
@@ -217,6 +218,7 @@ def create_app(
     worker.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(worker.app_id, **config)
     setattr(app, FETCH_MAX_WAIT_ATTR, worker.fetch_max_wait_ms)
+    setattr(app, FETCH_MIN_BYTES_ATTR, worker.fetch_min_bytes)
     if worker.gc_between_batches:
         _, middle_every, old_every = worker.gc_thresholds
         collector = BetweenBatchesCollector(

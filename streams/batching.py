@@ -52,9 +52,13 @@ log = logging.getLogger(__name__)
 Check = Callable[[DecodedEvent], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputEvent:
-    """A decoded, checked input event with where it came from."""
+    """A decoded, checked input event with where it came from (treat it as read-only).
+
+    Not a frozen dataclass: a frozen one's ``__init__`` sets each field through
+    ``object.__setattr__``, 1.1 us per event against 0.23 us (every input event makes one).
+    """
 
     name: str
     record: dict[str, Any]
@@ -107,10 +111,19 @@ class BatchDecoder:
         """Good events of Faust ``messages``; the bad ones are dead-lettered (and delivered)."""
         good: list[InputEvent] = []
         pending: list[Awaitable[Any]] = []
+        append = good.append
         codec, expect, check = self.codec, self.expect, self.check
+        decode = codec.decode
         for message in messages:
+            value = message.value
             try:
-                decoded = decode_input(codec, message.value, expect)
+                # the common case inline (3.7 -> 1.8 us per event besides the Avro decode);
+                # decode_input raises the reasons of the others
+                if not value:
+                    decode_input(codec, value, expect)
+                decoded = decode(value)
+                if decoded.name not in expect:
+                    decode_input(codec, value, expect)
                 if check is not None:
                     check(decoded)
             except (DecodeError, ValidationError) as exc:
@@ -125,11 +138,12 @@ class BatchDecoder:
                 )
                 pending.append(await self.dead_letters.send(source, exc, step=self.step))
                 continue
-            good.append(
+            name, record, schema_id = decoded
+            append(
                 InputEvent(
-                    decoded.name,
-                    decoded.record,
-                    decoded.schema_id,
+                    name,
+                    record,
+                    schema_id,
                     message.key,
                     message.topic,
                     message.partition,
@@ -416,6 +430,8 @@ class BatchLane:
 
 #: attribute of the Faust app holding ``worker.fetch_max_wait_ms`` (set by ``create_app``)
 FETCH_MAX_WAIT_ATTR = "cx_fetch_max_wait_ms"
+#: attribute of the Faust app holding ``worker.fetch_min_bytes`` (set by ``create_app``)
+FETCH_MIN_BYTES_ATTR = "cx_fetch_min_bytes"
 #: attribute of the Faust app holding its :class:`streams.gc_tuning.BetweenBatchesCollector`
 #: (set by ``create_app`` when ``worker.gc_between_batches`` is on)
 GC_BETWEEN_BATCHES_ATTR = "cx_gc_between_batches"
@@ -621,12 +637,14 @@ def _batching_transport_class() -> type:
             self._crashing = asyncio.ensure_future(self.crash(exc))  # as if it was awaited
 
     class ShortWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-        """Faust's consumer thread with ``worker.fetch_max_wait_ms`` instead of its fixed 1.5 s."""
+        """Faust's consumer thread with ``worker.fetch_max_wait_ms`` instead of its fixed 1.5 s,
+        and ``worker.fetch_min_bytes`` (Faust leaves aiokafka's 1)."""
 
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             # read by AIOKafkaConsumer.start() when it builds its fetcher (not started yet)
             consumer._fetch_max_wait_ms = getattr(self.app, FETCH_MAX_WAIT_ATTR, 1500)
+            consumer._fetch_min_bytes = getattr(self.app, FETCH_MIN_BYTES_ATTR, 1)
             return consumer
 
     BatchingConsumer._new_consumer_thread = (  # type: ignore[method-assign]

@@ -95,6 +95,8 @@ def run(
         "gc_between_batches": scoped.worker.gc_between_batches,
         "gc_backstop_threshold": scoped.worker.gc_backstop_threshold,
         "gc_thaw_seconds": scoped.worker.gc_thaw_seconds,
+        "fetch_max_wait_ms": scoped.worker.fetch_max_wait_ms,
+        "fetch_min_bytes": scoped.worker.fetch_min_bytes,
     }
     try:
         stream = _simulated(events)
@@ -247,6 +249,8 @@ class _Worker:
                 "CX_WORKER__GC_BETWEEN_BATCHES": str(settings.worker.gc_between_batches),
                 "CX_WORKER__GC_BACKSTOP_THRESHOLD": str(settings.worker.gc_backstop_threshold),
                 "CX_WORKER__GC_THAW_SECONDS": str(settings.worker.gc_thaw_seconds),
+                "CX_WORKER__FETCH_MAX_WAIT_MS": str(settings.worker.fetch_max_wait_ms),
+                "CX_WORKER__FETCH_MIN_BYTES": str(settings.worker.fetch_min_bytes),
                 "CX_PROFILES__PUBLISH_INTERVAL_MS": str(settings.profiles.publish_interval_ms),
                 "CX_PROFILES__CACHE_STATES": str(settings.profiles.cache_states),
                 "CX_LOG_LEVEL": "WARNING",
