@@ -26,6 +26,8 @@ Figures:
   (profiles folded from ``memory_history_days`` of simulated traffic, replicated to 1M keys);
   ``memory_cache_bytes_per_state`` is the heap of one *decoded* state, what the engine's cache
   (``profiles.cache_states`` of them at most, ``memory_cache_limit``) adds per cached customer;
+- ``*_redis_aof_rewrites``: AOF rewrites Redis began during each latency phase (each forks a
+  child that competes with the worker for a shared machine's cores);
 - ``load_average_*``: the machine's 1-minute load average before and after the throughput run
   (other work on a shared machine slows the wall-clock figures; the per-CPU-second ones less).
 
@@ -372,6 +374,8 @@ def _latency(
     channel = f"__keyspace@{database}__:{profile_key(settings, '')}"
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     seen: dict[str, float] = {}
+    # Redis forks a child per AOF rewrite, which competes with the worker for these cores
+    rewrites_before = _aof_rewrites(redis)
     try:
         pubsub.psubscribe(f"{channel}PROBE*")
         thread = threading.Thread(target=produce, daemon=True)
@@ -385,6 +389,7 @@ def _latency(
             if cid not in seen:
                 seen[cid] = time.perf_counter()
         thread.join(timeout=30)
+        rewrites = _aof_rewrites(redis) - rewrites_before
     finally:
         pubsub.close()
         redis.config_set(setting, previous)
@@ -397,7 +402,13 @@ def _latency(
     figures[f"{prefix}_p99_by_{_WINDOW_S:g}s_ms"] = [_percentiles(w)["p99_ms"] for w in windows]
     lost = probes - len(seen)
     figures.update({f"{prefix}_rate": rate, f"{prefix}_probes": len(sent), f"{prefix}_lost": lost})
+    figures[f"{prefix}_redis_aof_rewrites"] = rewrites
     return figures
+
+
+def _aof_rewrites(redis: Any) -> int:
+    """AOF rewrites Redis started so far (counted at the fork; 0 where INFO does not say)."""
+    return int(redis.info("persistence").get("aof_rewrites", 0))
 
 
 _WINDOW_S = 3.0
