@@ -326,7 +326,8 @@ def _compact_stats(stats: dict[str, Any] | None) -> str:
     return (
         f"events {stats['events']}, publications {stats['publications']}, flushes "
         f"{stats['flushes']}, redis full writes {mirror.get('full_writes')}, fields written "
-        f"{mirror.get('fields_written')}, cache hits {cache.get('hits')} misses "
+        f"{mirror.get('fields_written')}, waited for redis {mirror.get('drain_wait_seconds')} s, "
+        f"cache hits {cache.get('hits')} misses "
         f"{cache.get('misses')}, changelog writes {stats.get('changelog', {}).get('sent')}"
     )
 

@@ -456,3 +456,60 @@ def test_mirror_writes_partially_only_on_top_of_the_base_version(settings: Setti
             await mirror.close()
 
     asyncio.run(scenario())
+
+
+def test_mirror_writes_many_chunks_at_once_and_reloads_a_forgotten_script(
+    settings: Settings,
+) -> None:
+    """A write larger than one script call's chunk sends every chunk before reading replies;
+    partial writes that find another base in any chunk are written in full from the table,
+    and when Redis forgot the script every chunk is sent again once it is loaded."""
+    from processors.profiles.fold import fold_event
+    from processors.profiles.mirror import CHUNK, RedisMirror, decode_fields, redis_for
+    from processors.profiles.view import profile_view
+
+    t = _templates()
+    count = 2 * CHUNK + 37
+    ids = [f"C-CH-{i:05d}" for i in range(count)]
+    views = {}
+    for i, cid in enumerate(ids):
+        state: dict[str, Any] = {}
+        tx = {**t["transaction"], "customer_id": cid, "occurred_at": START + i}
+        fold_event(state, "transaction", tx)
+        views[cid] = profile_view(cid, state)
+    sync = SyncRedis.from_url(settings.redis.url)
+    keys = [profile_key(settings, cid) for cid in ids]
+    table = {cid: (views[cid], 2) for cid in ids}
+    names = frozenset({"transactions", "last_seen_at"})
+
+    def stored(cid: str) -> dict[str, Any] | None:
+        found = decode_fields(sync.hgetall(profile_key(settings, cid)))
+        if found is not None:
+            found.pop("updated_at")
+        return found
+
+    async def scenario() -> None:
+        mirror = RedisMirror(settings, redis_for(settings), table.get)
+        try:
+            sync.script_flush()  # the first call of every chunk finds no script
+            assert await mirror.publish([(cid, views[cid], 1, None, 0) for cid in ids])
+            assert all(stored(cid) == {**views[cid], "version": 1} for cid in ids)
+            # every 50th hash holds another (older) state than the base: those partial writes
+            # come back for a full one
+            stale = ids[::50]
+            for cid in stale:
+                sync.hset(profile_key(settings, cid), "version", "0")
+            full = mirror.full_writes
+            partial = [(cid, {n: views[cid][n] for n in names}, 2, names, 1) for cid in ids]
+            assert await mirror.publish(partial)
+            assert mirror.full_writes == full + len(stale)
+            assert all(stored(cid) == {**views[cid], "version": 2} for cid in ids)
+            assert mirror.written == 2 * count + len(stale)
+        finally:
+            await mirror.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sync.delete(*keys)
+        sync.close()
